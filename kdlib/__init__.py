@@ -1,0 +1,12 @@
+"""kdlib: knowledge distillation on CIFAR-10, from the PyTorch KD tutorial's models to a
+fair, fast benchmark. Modules: models, data, losses, methods, train, results, plots,
+series (python -m kdlib.series), bench (python -m kdlib.bench)."""
+
+from .data import DataError, Splits, load
+from .methods import METHODS
+from .models import DeepNN, LightNN, build, count_parameters, forward_features
+from . import experiment, methods, plots, results
+from .train import (CheckpointError, Config, Run, evaluate, fit, load_checkpoint,
+                    save_checkpoint, teacher_targets)
+
+__version__ = "0.1.0"

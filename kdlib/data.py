@@ -1,0 +1,315 @@
+"""Datasets as uint8 tensors, and the per-batch normalization and augmentation of them.
+
+`load(source)` returns `Splits`: the whole train and test sets as uint8 tensors (N, 3, 32, 32)
+with int64 labels, decoded once and cached. Sources:
+
+    "cifar10"            torchvision's CIFAR-10 download (the default)
+    a folder             an ImageFolder root holding train/<class>/* and test/<class>/*
+    a .tar.gz/.tgz/.zip  an archive of such a root (extracted once into the cache)
+    "synthetic"          a small learnable dataset made on the spot, for offline smoke runs
+
+The training engine keeps these tensors on the training device and draws batches from a
+shuffled index there, normalizing and augmenting whole batches at once. That is why the
+hot loop has no per-image Python and no DataLoader (see `kdlib.bench` for the difference).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import tarfile
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+IMAGE_SIZE = 32
+CROP_PADDING = 4
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck"]
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+DOWNLOAD_TIMEOUT_S = 20
+
+
+class DataError(RuntimeError):
+    """A data source that cannot be used; the message says which path and what to do."""
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets and extracted archives live: $KDLIB_CACHE or ~/.cache/kdlib."""
+    return Path(os.environ.get("KDLIB_CACHE", Path.home() / ".cache" / "kdlib"))
+
+
+@dataclass
+class Splits:
+    """A dataset held as tensors: images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str]
+    source: str = ""
+    mean: tuple[float, ...] = field(default=(0.5, 0.5, 0.5))
+    std: tuple[float, ...] = field(default=(0.25, 0.25, 0.25))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+    def to(self, device) -> "Splits":
+        return replace(self, **{k: getattr(self, k).to(device)
+                                for k in ("x_train", "y_train", "x_test", "y_test")})
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Splits":
+        """The first n_train training and n_test test images (None keeps a split whole)."""
+        return replace(self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train],
+                       x_test=self.x_test[:n_test], y_test=self.y_test[:n_test])
+
+    def __repr__(self) -> str:
+        return (f"Splits({self.source!r}: {len(self.y_train)} train, {len(self.y_test)} test, "
+                f"{self.num_classes} classes, {tuple(self.x_train.shape[1:])} uint8 "
+                f"on {self.device})")
+
+
+def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data",
+         n_train: int | None = None, n_test: int | None = None) -> Splits:
+    """Load a dataset as `Splits` (see the module docstring for the sources).
+
+    root: where torchvision downloads CIFAR-10. n_train, n_test: keep only the first images
+    of each split (handy for quick runs); the normalization statistics are those of the
+    whole training split.
+    """
+    name = str(source)
+    if name == "cifar10":
+        splits = _load_cifar10(Path(root))
+    elif name == "synthetic":
+        splits = synthetic()
+    else:
+        path = Path(source).expanduser()
+        if name.endswith(ARCHIVE_SUFFIXES):
+            path = _extract(path)
+        splits = _load_image_folder(path)
+    return splits.subset(n_train, n_test)
+
+
+# ----------------------------------------------------------------------------- sources
+
+def _load_cifar10(root: Path) -> Splits:
+    from torchvision.datasets import CIFAR10  # imported here: slow, and only this source needs it
+
+    old_timeout = socket.getdefaulttimeout()
+    # torchvision's download has no timeout of its own; without one a firewalled machine
+    # hangs instead of failing at once with the advice below.
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        train = CIFAR10(root, train=True, download=True)
+        test = CIFAR10(root, train=False, download=True)
+    except (OSError, RuntimeError) as error:  # URLError, timeouts and checksum failures
+        raise DataError(
+            f"Could not download CIFAR-10 into {root.resolve()}: {error}.\n"
+            "Without network access, point the data source at a local copy instead: an "
+            "ImageFolder root with train/<class>/ and test/<class>/ folders, or a .tar.gz of "
+            "one, e.g. data='../shared/data/cifar10-jpeg.tar.gz' in a notebook's parameters "
+            "cell, or `python -m kdlib.series -p data PATH`.") from error
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+
+    def as_tensors(dataset):
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+        return images, torch.tensor(dataset.targets, dtype=torch.int64)
+
+    x_train, y_train = as_tensors(train)
+    x_test, y_test = as_tensors(test)
+    return _with_statistics(Splits(x_train, y_train, x_test, y_test, list(train.classes),
+                                   source="CIFAR-10 (torchvision)"))
+
+
+def _extract(archive: Path) -> Path:
+    """Extract an archive once into the cache; returns the folder holding train/ and test/."""
+    if not archive.is_file():
+        raise DataError(f"Data archive {archive} does not exist. Check the path, or pass the "
+                        "folder that holds train/ and test/ directly.")
+    stat = archive.stat()
+    key = hashlib.sha1(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+    name = archive.name
+    for suffix in ARCHIVE_SUFFIXES:
+        name = name.removesuffix(suffix)
+    target = cache_dir() / "extracted" / f"{name}-{key}"
+    if not target.is_dir():
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        try:
+            if archive.name.endswith(".zip"):
+                with zipfile.ZipFile(archive) as z:
+                    z.extractall(partial)
+            else:
+                with tarfile.open(archive) as t:
+                    t.extractall(partial, filter="data")
+        except (tarfile.TarError, zipfile.BadZipFile, OSError) as error:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise DataError(f"Could not extract {archive}: {error}. Is it a complete "
+                            ".tar.gz/.zip of an ImageFolder root?") from error
+        partial.rename(target)  # only a complete extraction ever carries the final name
+    # Accept an archive whose content is either train/ + test/ or one folder holding them.
+    entries = [p for p in target.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir() and not (target / "train").exists():
+        return entries[0]
+    return target
+
+
+def _load_image_folder(root: Path) -> Splits:
+    """Decode an ImageFolder root into tensors, once; later calls read the cached tensors."""
+    if not root.is_dir():
+        raise DataError(f"Data folder {root} does not exist. Expected an ImageFolder root with "
+                        "train/<class>/ and test/<class>/ folders (or a .tar.gz of one), or "
+                        "'cifar10' / 'synthetic'.")
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DataError(f"{root} has no {split}/ folder. An ImageFolder root must hold "
+                            f"train/<class>/ and test/<class>/ folders of images.")
+    files = {split: _list_images(root / split) for split in ("train", "test")}
+    classes = {split: sorted(per_class) for split, per_class in files.items()}
+    if classes["train"] != classes["test"]:
+        raise DataError(f"{root}: train/ and test/ have different class folders "
+                        f"(train: {classes['train']}, test: {classes['test']}). Give both "
+                        "splits the same class folders.")
+
+    listing = "\n".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                        for per_class in files.values() for paths in per_class.values()
+                        for p in paths)
+    key = hashlib.sha1(f"{root.resolve()}\n{listing}".encode()).hexdigest()[:12]
+    cached = cache_dir() / "decoded" / f"{root.resolve().name}-{key}.pt"
+    if cached.is_file():
+        return Splits(**torch.load(cached))
+
+    tensors = {}
+    for split, per_class in files.items():
+        tensors[f"x_{split}"], tensors[f"y_{split}"] = _decode(per_class, classes["train"], split)
+    splits = _with_statistics(Splits(**tensors, classes=classes["train"], source=str(root)))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    torch.save(vars(splits), tmp)
+    tmp.replace(cached)
+    return splits
+
+
+def _list_images(split_dir: Path) -> dict[str, list[Path]]:
+    per_class = {d.name: sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+                 for d in sorted(split_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    if not per_class:
+        raise DataError(f"{split_dir} holds no class folders. Put each class's images in "
+                        f"{split_dir}/<class name>/.")
+    for name, paths in per_class.items():
+        if not paths:
+            raise DataError(f"Class folder {split_dir / name} is empty. Add its images or "
+                            "remove the folder (from train/ and test/ both).")
+    return per_class
+
+
+def _decode(per_class: dict[str, list[Path]], classes: list[str], split: str):
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.functional import pil_to_tensor
+    from tqdm.auto import tqdm
+
+    paths = [(p, classes.index(c)) for c in classes for p in per_class[c]]
+    images = torch.empty((len(paths), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+    labels = torch.tensor([label for _, label in paths], dtype=torch.int64)
+    for i, (path, _) in enumerate(tqdm(paths, desc=f"decoding {split}", leave=False,
+                                       mininterval=2)):
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+                    image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+                images[i] = pil_to_tensor(image)
+        except (UnidentifiedImageError, OSError) as error:
+            raise DataError(f"Cannot read {path} as an image ({error}). Remove or replace "
+                            "that file: every file in a class folder must be an image.") from error
+    return images, labels
+
+
+def synthetic(n_train: int = 2000, n_test: int = 500, num_classes: int = 10, seed: int = 0) -> Splits:
+    """A learnable stand-in for CIFAR-10: each class is a bright square at its own place.
+
+    Backgrounds are noise and the square's colour is random, so only the position carries
+    the label - which also gives attention maps something to find.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def make(n):
+        labels = torch.arange(n) % num_classes
+        labels = labels[torch.randperm(n, generator=generator)]
+        images = torch.randint(0, 96, (n, 3, IMAGE_SIZE, IMAGE_SIZE), generator=generator,
+                               dtype=torch.uint8)
+        colours = torch.randint(128, 256, (n, 3), generator=generator, dtype=torch.uint8)
+        for c in range(num_classes):  # a 3x4 grid of 8x8 squares, one place per class
+            row, col = 2 + 10 * (c // 4), 1 + 8 * (c % 4)
+            mask = labels == c
+            images[mask, :, row:row + 8, col:col + 6] = colours[mask, :, None, None]
+        return images, labels
+
+    x_train, y_train = make(n_train)
+    x_test, y_test = make(n_test)
+    classes = [f"class{c}" for c in range(num_classes)]
+    return _with_statistics(Splits(x_train, y_train, x_test, y_test, classes, source="synthetic"))
+
+
+def _with_statistics(splits: Splits) -> Splits:
+    """Per-channel mean and std of the training images, in [0, 1] units."""
+    x = splits.x_train.float().div_(255).transpose(0, 1).flatten(1)
+    return replace(splits, mean=tuple(x.mean(1).tolist()), std=tuple(x.std(1).tolist()))
+
+
+# ----------------------------------------------------------------------------- batches
+
+def normalize(images: torch.Tensor, mean, std, channels_last: bool = True) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 standardized with per-channel mean and std."""
+    mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    x = (images.float().div_(255) - mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def random_views(n: int, generator: torch.Generator, device=None) -> torch.Tensor:
+    """Random crop offsets and flips for n images: int64 (n, 3) = (dy, dx, flip).
+
+    dy, dx in [0, 2*CROP_PADDING] index the crop in the padded image; flip is 0 or 1.
+    """
+    offsets = torch.randint(0, 2 * CROP_PADDING + 1, (n, 2), generator=generator,
+                            device=generator.device)
+    flips = torch.randint(0, 2, (n, 1), generator=generator, device=generator.device)
+    return torch.cat([offsets, flips], 1).to(device)
+
+
+def identity_views(n: int, device=None) -> torch.Tensor:
+    """The un-augmented view of n images: centre crop, no flip."""
+    views = torch.zeros((n, 3), dtype=torch.int64, device=device)
+    views[:, :2] = CROP_PADDING
+    return views
+
+
+def augment(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    """Random crop (reflect-padded by 4) and horizontal flip of a whole batch, one gather.
+
+    views: (N, 3) from `random_views`. Written by hand because torchvision's RandomCrop
+    draws one crop for a whole batch tensor; this draws one per image without a Python loop.
+    """
+    n, _, h, w = x.shape
+    padded = F.pad(x, (CROP_PADDING,) * 4, mode="reflect")
+    rows = views[:, 0:1] + torch.arange(h, device=x.device)                 # (N, H)
+    cols = torch.arange(w, device=x.device).expand(n, w)
+    cols = torch.where(views[:, 2:3].bool(), cols.flip(1), cols) + views[:, 1:2]  # (N, W)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
+    # (N, H, W, C) viewed as (N, C, H, W) is exactly channels_last: no copy needed.
+    return out.permute(0, 3, 1, 2)

@@ -1,0 +1,92 @@
+"""The five ways to train the student, each a loss recipe for the one training engine.
+
+A recipe takes the model, a batch (x, y), the teacher's targets for that batch and the
+config, and returns the logits and its named, already weighted loss terms; the engine sums
+the terms. `needs` says which teacher targets the engine must provide:
+
+    ce          CE(s, y)
+    kd          (1 - a) CE(s, y) + a T^2 KL(softmax(t/T) || softmax(s/T))      (Hinton 2015)
+    grad_at     CE(s, y) + b sum_stages ||G_s - G_t||^2   gradient (saliency) attention
+    act_at      CE(s, y) + b sum_stages ||Q_s - Q_t||^2   squared-activation attention (Zagoruyko 2017)
+    kd_grad_at  kd + b sum_stages ||G_s - G_t||^2
+
+with a = cfg.kd_weight, T = cfg.temperature, b = cfg.beta.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn.functional as F
+
+from .losses import activation_attention, attention_loss, gradient_attention, kd_loss
+from .models import forward_features
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    title: str
+    needs: tuple[str, ...]  # teacher targets: "logits", "act" and/or "grad"
+    loss: Callable
+
+
+def _ce(model, x, y, targets, cfg):
+    logits = model(x)
+    return logits, {"ce": F.cross_entropy(logits, y)}
+
+
+def _kd(model, x, y, targets, cfg):
+    logits = model(x)
+    return logits, _kd_terms(logits, y, targets, cfg)
+
+
+def _kd_terms(logits, y, targets, cfg):
+    a = cfg.kd_weight
+    return {"ce": (1 - a) * F.cross_entropy(logits, y),
+            "kd": a * kd_loss(logits, targets["logits"], cfg.temperature)}
+
+
+def _act_at(model, x, y, targets, cfg):
+    logits, stages = forward_features(model, x)
+    at = sum(attention_loss(activation_attention(f), t) for f, t in zip(stages, targets["act"]))
+    return logits, {"ce": F.cross_entropy(logits, y), "at": cfg.beta * at}
+
+
+def _student_gradient_maps(logits, y, stages):
+    # Summed CE so that each sample's map is its own gradient; create_graph so the
+    # attention loss can train the student through the maps.
+    loss = F.cross_entropy(logits, y, reduction="sum")
+    return gradient_attention(loss, stages, create_graph=True)
+
+
+def _grad_at(model, x, y, targets, cfg):
+    logits, stages = forward_features(model, x)
+    maps = _student_gradient_maps(logits, y, stages)
+    at = sum(attention_loss(m, t) for m, t in zip(maps, targets["grad"]))
+    return logits, {"ce": F.cross_entropy(logits, y), "at": cfg.beta * at}
+
+
+def _kd_grad_at(model, x, y, targets, cfg):
+    logits, stages = forward_features(model, x)
+    maps = _student_gradient_maps(logits, y, stages)
+    at = sum(attention_loss(m, t) for m, t in zip(maps, targets["grad"]))
+    return logits, {**_kd_terms(logits, y, targets, cfg), "at": cfg.beta * at}
+
+
+METHODS = {m.name: m for m in [
+    Method("ce", "cross-entropy only", (), _ce),
+    Method("kd", "KD (soft targets)", ("logits",), _kd),
+    Method("grad_at", "gradient attention", ("grad",), _grad_at),
+    Method("act_at", "squared-activation attention", ("act",), _act_at),
+    Method("kd_grad_at", "KD + gradient attention", ("logits", "grad"), _kd_grad_at),
+]}
+
+
+def get(name: str | Method) -> Method:
+    if isinstance(name, Method):
+        return name
+    if name not in METHODS:
+        raise ValueError(f"Unknown method {name!r}: expected one of {list(METHODS)}.")
+    return METHODS[name]

@@ -1,0 +1,122 @@
+"""Run the whole notebook series in order with papermill, then print the comparison table.
+
+    python -m kdlib.series [--profile full|quick|smoke|tutorial] [--out RUN_DIR] [-p NAME VALUE ...]
+
+Profiles (any parameter can be overridden with -p):
+    full      the real recipe: teacher 30 epochs, students 30 epochs x 3 seeds, augmentation
+    quick     a few minutes on a CPU: real data, 10,000 training images, a few epochs, 1 seed
+    smoke     seconds: synthetic data, one short epoch, for CI
+    tutorial  the official tutorial's recipe: Adam 1e-3, 10 epochs, no augmentation, T=2
+
+Executed notebooks, records, checkpoints and figures go into RUN_DIR (never over the
+sources); the table goes to RUN_DIR/results.csv and RUN_DIR/table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from pathlib import Path
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = ["01_teacher.ipynb", "02_student_baseline.ipynb", "03_kd_logits.ipynb",
+             "04_grad_attention.ipynb", "05_squared_attention.ipynb", "06_combined.ipynb"]
+
+_COMMON = dict(data="cifar10", n_train=None, n_test=None, batch_size=128, lr=2e-3,
+               schedule="onecycle", augment=True, views=8, temperature=4.0, kd_weight=0.5,
+               beta=250.0, device="auto", amp="auto", compile=False)
+PROFILES = {
+    "full": {**_COMMON, "teacher_epochs": 30, "student_epochs": 30, "seeds": [0, 1, 2]},
+    "quick": {**_COMMON, "n_train": 10000, "n_test": 2000, "teacher_epochs": 3,
+              "student_epochs": 5, "seeds": [0]},
+    "smoke": {**_COMMON, "data": "synthetic", "n_train": 512, "n_test": 256, "teacher_epochs": 1,
+              "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64},
+    "tutorial": {**_COMMON, "teacher_epochs": 10, "student_epochs": 10, "seeds": [0, 1, 2],
+                 "lr": 1e-3, "schedule": "constant", "augment": False, "views": 0,
+                 "temperature": 2.0, "kd_weight": 0.25},
+}
+
+
+def parse_value(text: str):
+    """-p values: Python literals (numbers, lists, None, True) or else plain strings."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parameters(profile: str, overrides: list[tuple[str, str]], run_dir: Path) -> dict:
+    params = dict(PROFILES[profile], profile=profile)
+    unknown = [name for name, _ in overrides if name not in params]
+    if unknown:
+        raise SystemExit(f"Unknown parameter(s) {unknown}. Known: {sorted(params)}.")
+    params.update({name: parse_value(value) for name, value in overrides})
+    params.update(results_dir=str(run_dir / "results"), checkpoint_dir=str(run_dir / "checkpoints"),
+                  figures_dir=str(run_dir / "figures"))
+    return params
+
+
+def preflight(params: dict) -> None:
+    """Load the data once before any notebook runs: it fails at once, with advice, when the
+    source cannot be had (no network, wrong path), and leaves it cached for the notebooks."""
+    from .data import DataError, load
+    try:
+        splits = load(params["data"], n_train=params["n_train"], n_test=params["n_test"])
+    except DataError as error:
+        raise SystemExit(f"kdlib.series: the data source {params['data']!r} cannot be used.\n{error}")
+    print(f"data: {splits}")
+
+
+def run(profile: str = "full", out: Path | None = None, overrides=(), notebooks=None) -> Path:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    run_dir = (out or Path("runs") / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    params = parameters(profile, list(overrides), run_dir)
+    preflight(params)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for name in notebooks or NOTEBOOKS:
+        output = run_dir / name
+        print(f"\n== {name} -> {output}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(NOTEBOOK_DIR / name, output, parameters=params,
+                                       cwd=str(NOTEBOOK_DIR), kernel_name="python3",
+                                       progress_bar=True, log_output=False)
+        except PapermillExecutionError as error:
+            raise SystemExit(f"kdlib.series: {name} failed in cell {error.exec_count} "
+                             f"({error.ename}: {error.evalue}).\nThe executed notebook, with the "
+                             f"traceback, is {output}. Later notebooks were not run.")
+        print(f"   {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"\nseries ({profile}) done in {time.perf_counter() - started:.0f} s; outputs in {run_dir}")
+    print_table(run_dir)
+    return run_dir
+
+
+def print_table(run_dir: Path) -> None:
+    from . import results
+    records = results.load(run_dir / "results")
+    table = results.table(records)
+    table[["method", "n_seeds", "mean", "std", "reference"]].to_csv(run_dir / "results.csv", index=False)
+    markdown = results.format_table(table)
+    (run_dir / "table.md").write_text(markdown + "\n")
+    print(markdown)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kdlib.series", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/PROFILE-TIME)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="override a notebook parameter")
+    parser.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, help="run only these")
+    args = parser.parse_args(argv)
+    run(args.profile, args.out, args.parameter, args.notebooks)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

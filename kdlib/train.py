@@ -1,0 +1,444 @@
+"""The one training engine: teacher and every student method, CPU or CUDA.
+
+    fit(model, splits, method, teacher, cfg) -> Run     train, then evaluate
+    evaluate(model, splits, teacher)         -> dict    accuracy, per class, agreement, ECE
+    teacher_targets(teacher, splits, ...)    -> Targets the teacher's logits and maps, once
+
+Why it is fast: the dataset stays on the device as uint8 and batches are gathered from a
+shuffled index there; the teacher's outputs are computed once per image view (not per
+step) and gathered by index, so a KD or attention epoch costs about what a CE epoch costs;
+models run in channels_last, with bf16 autocast and optional torch.compile on CUDA.
+
+Augmentation and the teacher: with `cfg.views = V > 0` every image has V fixed random
+views (crop + flip), drawn from `cfg.view_seed` and shared by all runs; a step shows each
+image one of its views, and the teacher's targets for exactly that view are looked up.
+With `cfg.views = 0` views are drawn fresh at every step and the teacher runs live on
+the same batch the student sees (exact, but a teacher forward pass per step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data, methods
+from .losses import activation_attention, expected_calibration_error, gradient_attention
+from .models import build, forward_features
+
+
+@dataclass
+class Config:
+    """Everything that decides a run; stored with its results."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3              # peak learning rate of the one-cycle schedule (Adam)
+    schedule: str = "onecycle"    # "onecycle" or "constant"
+    weight_decay: float = 0.0
+    augment: bool = True          # random crop (pad 4, reflect) + horizontal flip
+    views: int = 8                # fixed views per image (0: fresh views, live teacher)
+    view_seed: int = 0            # the views are the same for every run that shares it
+    temperature: float = 4.0      # KD temperature T
+    kd_weight: float = 0.5        # a: weight of the KD term; CE gets 1 - a
+    beta: float = 250.0           # weight of the attention term, summed over both stages
+    seed: int = 0
+    device: str = "auto"          # "auto", "cpu", "cuda", ...
+    amp: str = "auto"             # "auto" (bf16 on CUDA), "bf16" or "off"
+    compile: bool = False         # torch.compile the model (CUDA)
+    progress: bool = True         # tqdm progress bar
+    eval_every: int = 1           # test accuracy every k epochs (and after the last)
+
+    def __post_init__(self):
+        checks = {
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
+            "views": self.views >= 0, "temperature": self.temperature > 0,
+            "kd_weight": 0 <= self.kd_weight <= 1, "beta": self.beta >= 0,
+            "schedule": self.schedule in ("onecycle", "constant"),
+            "amp": self.amp in ("auto", "bf16", "off"), "eval_every": self.eval_every >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"Invalid training config: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}. "
+                             "Expected epochs, batch_size, eval_every >= 1; lr, temperature > 0; "
+                             "views, beta >= 0; 0 <= kd_weight <= 1; schedule 'onecycle' or "
+                             "'constant'; amp 'auto', 'bf16' or 'off'.")
+
+
+@dataclass
+class Run:
+    """What `fit` returns: the trained model, per-epoch history and final metrics."""
+
+    model: nn.Module
+    method: str
+    config: Config
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    device: str = ""
+    source: str = ""
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics["accuracy"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!s} was asked for but CUDA is not available here. "
+                           "Use device='auto' or 'cpu'.")
+    return device
+
+
+def autocast(device: torch.device, amp: str = "auto"):
+    """bf16 autocast where it pays: on CUDA by default. On CPU only when asked ("bf16"):
+    it is much slower than float32 on CPUs without native bf16 (kdlib.bench measures it)."""
+    enabled = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+# ----------------------------------------------------------------------------- teacher targets
+
+@dataclass
+class Targets:
+    """Teacher outputs for every (image, view): logits (N, V, K); maps (N, V, H*W) per stage."""
+
+    views: torch.Tensor                               # (N, V, 3) crop offsets and flip
+    logits: torch.Tensor | None = None
+    act: list[torch.Tensor] = field(default_factory=list)
+    grad: list[torch.Tensor] = field(default_factory=list)
+
+    def to(self, device) -> "Targets":
+        return Targets(self.views.to(device), None if self.logits is None else self.logits.to(device),
+                       [m.to(device) for m in self.act], [m.to(device) for m in self.grad])
+
+    def gather(self, index: torch.Tensor, view: torch.Tensor) -> dict:
+        out = {}
+        if self.logits is not None:
+            out["logits"] = self.logits[index, view].float()
+        for name in ("act", "grad"):
+            if getattr(self, name):
+                out[name] = [m[index, view].float() for m in getattr(self, name)]
+        return out
+
+
+def make_views(n: int, cfg: Config) -> torch.Tensor:
+    """The fixed view table (N, V, 3): identity views without augmentation."""
+    if not cfg.augment:
+        return data.identity_views(n).unsqueeze(1)
+    generator = torch.Generator().manual_seed(cfg.view_seed)
+    return data.random_views(n * cfg.views, generator).view(n, cfg.views, 3)
+
+
+def distillation_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, needs) -> dict:
+    """A model's logits and attention maps ("act", "grad") for one normalized batch.
+
+    Used for the teacher's targets, and for any model's maps in the notebooks' pictures."""
+    out = {}
+    if "grad" in needs:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)  # makes the stage outputs part of a graph
+            logits, stages = forward_features(model, x)
+            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+            out["grad"] = [m.detach() for m in gradient_attention(loss, stages)]
+        logits, stages = logits.detach(), [f.detach() for f in stages]
+    else:
+        with torch.no_grad():
+            logits, stages = forward_features(model, x)
+    if "logits" in needs:
+        out["logits"] = logits.float()
+    if "act" in needs:
+        out["act"] = [activation_attention(f) for f in stages]
+    return out
+
+
+def teacher_targets(teacher: nn.Module, splits: data.Splits, needs, cfg: Config,
+                    cache: bool = True) -> Targets:
+    """The teacher's targets for every training image and view, computed once.
+
+    Cached on disk (in kdlib's cache folder) under a key of the teacher's weights, the
+    training images, the views and `needs`, so every student run of a series shares them.
+    """
+    needs = tuple(sorted(needs))
+    views = make_views(len(splits.y_train), cfg)
+    key = _fingerprint(teacher, splits, views, needs)
+    path = data.cache_dir() / "targets" / f"{key}.pt"
+    if cache and path.is_file():
+        return Targets(**torch.load(path))
+
+    device = resolve_device(cfg.device)
+    teacher = teacher.to(device, memory_format=torch.channels_last).eval()
+    n, v = views.shape[:2]
+    flat_views = views.view(n * v, 3)
+    image_of = torch.arange(n).repeat_interleave(v)
+    chunks: dict[str, list] = {}
+    for start in range(0, n * v, 1000):
+        rows = slice(start, start + 1000)
+        index = image_of[rows]
+        x = _batch(splits, index.to(splits.device), flat_views[rows].to(splits.device),
+                   cfg.augment, device)
+        with autocast(device, cfg.amp):
+            out = distillation_targets(teacher, x, splits.y_train[index].to(device), needs)
+        for name, value in out.items():
+            chunks.setdefault(name, []).append(value if name == "logits" else list(value))
+
+    def stack(name, dtype):
+        return torch.cat(chunks[name]).to("cpu", dtype).view(n, v, -1)
+
+    targets = Targets(views=views)
+    if "logits" in chunks:
+        targets.logits = stack("logits", torch.float32)
+    for name in ("act", "grad"):  # maps as float16: half the memory, ample precision
+        if name in chunks:
+            setattr(targets, name, [torch.cat(stage).to("cpu", torch.float16).view(n, v, -1)
+                                    for stage in zip(*chunks[name])])
+    if cache:
+        _save_atomic(vars(targets), path)
+    return targets
+
+
+def _fingerprint(teacher, splits, views, needs) -> str:
+    h = hashlib.sha1(repr(needs).encode())
+    for tensor in [*teacher.state_dict().values(), splits.x_train, splits.y_train, views]:
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _batch(splits, index, views, augment, device) -> torch.Tensor:
+    """Gather, normalize and (optionally) augment a batch of training images on `device`."""
+    x = data.normalize(splits.x_train[index].to(device, non_blocking=True), splits.mean, splits.std)
+    return data.augment(x, views.to(device)) if augment else x
+
+
+# ----------------------------------------------------------------------------- training
+
+def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
+        teacher: nn.Module | None = None, cfg: Config | None = None,
+        targets: Targets | None = None) -> Run:
+    """Train `model` on `splits.x_train` with a method's loss; return a `Run`.
+
+    method: "ce", "kd", "grad_at", "act_at" or "kd_grad_at" (see kdlib.methods).
+    teacher: needed by every method but "ce". targets: precomputed `teacher_targets`
+    (computed here, or read from the cache, when not given).
+    """
+    cfg = cfg or Config()
+    recipe = methods.get(method)
+    device = resolve_device(cfg.device)
+    if recipe.needs and teacher is None:
+        raise ValueError(f"Method {recipe.name!r} needs a teacher: pass teacher=... (train one "
+                         "in notebooks/01_teacher.ipynb and load it with kdlib.load_checkpoint).")
+    if teacher is not None and getattr(teacher, "num_classes", splits.num_classes) != splits.num_classes:
+        raise ValueError(f"The teacher predicts {teacher.num_classes} classes but the data has "
+                         f"{splits.num_classes}: train the teacher on the same data source.")
+
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device=splits.device).manual_seed(cfg.seed)
+    model = model.to(device, memory_format=torch.channels_last)
+    step_model = torch.compile(model) if cfg.compile else model
+    n = len(splits.y_train)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+
+    fixed_views = cfg.views > 0 or not cfg.augment
+    live_teacher = bool(recipe.needs) and not fixed_views
+    if recipe.needs and fixed_views and targets is None:
+        targets = teacher_targets(teacher, splits, recipe.needs, cfg)
+    view_table = targets.views if targets is not None else (make_views(n, cfg) if fixed_views else None)
+    if targets is not None:
+        targets = targets.to(splits.device)
+    if view_table is not None:
+        view_table = view_table.to(splits.device)
+    if live_teacher:
+        teacher = teacher.to(device, memory_format=torch.channels_last).eval()
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+                 if cfg.schedule == "onecycle" else None)
+
+    run = Run(model=model, method=recipe.name, config=cfg, device=describe_device(device),
+              source=splits.source)
+    bar = _progress(cfg.epochs * steps_per_epoch, recipe.name, cfg.progress)
+    started = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        epoch_start = time.perf_counter()
+        totals = torch.zeros(2, device=device)  # correct predictions, summed loss
+        terms_sum: dict[str, torch.Tensor] = {}
+        order = torch.randperm(n, generator=generator, device=splits.device)
+        for index in order.split(cfg.batch_size):
+            if view_table is None:
+                views = data.random_views(len(index), generator)
+            else:
+                choice = torch.randint(0, view_table.shape[1], (len(index),), generator=generator,
+                                       device=splits.device)
+                views = view_table[index, choice]
+            x = _batch(splits, index, views, cfg.augment, device)
+            y = splits.y_train[index].to(device, non_blocking=True)
+            if live_teacher:
+                with autocast(device, cfg.amp):
+                    batch_targets = distillation_targets(teacher, x, y, recipe.needs)
+            elif targets is not None:
+                batch_targets = {k: _to(v, device) for k, v in targets.gather(index, choice).items()}
+            else:
+                batch_targets = {}
+            with autocast(device, cfg.amp):
+                logits, terms = recipe.loss(step_model, x, y, batch_targets, cfg)
+                loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            # Accumulate on the device: a .item() per step would force a sync on CUDA.
+            with torch.no_grad():
+                totals += torch.stack([(logits.argmax(1) == y).sum().float(), loss.detach().float() * len(y)])
+                for name, value in terms.items():
+                    terms_sum[name] = terms_sum.get(name, 0) + value.detach().float() * len(y)
+            bar.update(1)
+        correct, loss_sum = totals.tolist()
+        row = {"epoch": epoch, "loss": loss_sum / n, "train_acc": correct / n,
+               **{f"loss_{k}": float(v) / n for k, v in terms_sum.items()},
+               "lr": optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - epoch_start}
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            row["test_acc"] = evaluate(model, splits, cfg=cfg, detailed=False)["accuracy"]
+        run.history.append(row)
+        bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}",
+                        test_acc=f"{row.get('test_acc', float('nan')):.4f}")
+    bar.close()
+    run.seconds = time.perf_counter() - started
+    run.metrics = evaluate(model, splits, teacher=teacher, cfg=cfg)
+    return run
+
+
+def _to(value, device):
+    return [v.to(device, non_blocking=True) for v in value] if isinstance(value, list) else value.to(device, non_blocking=True)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", mininterval=1)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, splits: data.Splits, cfg: Config | None = None,
+            batch_size: int = 1000) -> torch.Tensor:
+    """Logits (float32, on the CPU) for uint8 images, in eval mode."""
+    cfg = cfg or Config()
+    device = resolve_device(cfg.device)
+    model = model.to(device, memory_format=torch.channels_last)
+    was_training = model.training
+    model.eval()
+    out = []
+    for chunk in images.split(batch_size):
+        x = data.normalize(chunk.to(device), splits.mean, splits.std)
+        with autocast(device, cfg.amp):
+            out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def attention_maps(model: nn.Module, splits: data.Splits, images: torch.Tensor,
+                   labels: torch.Tensor, kind: str = "act", cfg: Config | None = None) -> list[torch.Tensor]:
+    """Per-stage attention maps (N, H*W) of `model` for uint8 images, in eval mode: "act" for
+    squared activations, "grad" for the gradient of the CE loss at the true labels."""
+    if kind not in ("act", "grad"):
+        raise ValueError(f"kind must be 'act' or 'grad', not {kind!r}.")
+    device = resolve_device((cfg or Config()).device)
+    model = model.to(device, memory_format=torch.channels_last)
+    was_training = model.training
+    model.eval()
+    x = data.normalize(images.to(device), splits.mean, splits.std)
+    maps = distillation_targets(model, x, labels.to(device), (kind,))[kind]
+    model.train(was_training)
+    return [m.cpu() for m in maps]
+
+
+def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = None,
+             cfg: Config | None = None, detailed: bool = True) -> dict:
+    """Test-set metrics: accuracy; with `detailed`, also per-class accuracy, the confusion
+    matrix, expected calibration error and (given a teacher) agreement with its predictions."""
+    logits = predict(model, splits.x_test, splits, cfg)
+    labels = splits.y_test.cpu()
+    prediction = logits.argmax(1)
+    metrics = {"accuracy": float((prediction == labels).float().mean())}
+    if not detailed:
+        return metrics
+    k = splits.num_classes
+    confusion = torch.bincount(labels * k + prediction, minlength=k * k).view(k, k)
+    metrics["per_class_accuracy"] = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
+    metrics["confusion"] = confusion.tolist()
+    metrics["ece"] = expected_calibration_error(logits.softmax(1), labels)
+    if teacher is not None:
+        teacher_prediction = predict(teacher, splits.x_test, splits, cfg).argmax(1)
+        metrics["teacher_agreement"] = float((prediction == teacher_prediction).float().mean())
+    return metrics
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing or does not fit; the message says which and what to do."""
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
+    """Write model weights with their architecture and class count, atomically."""
+    model = getattr(model, "_orig_mod", model)  # the module under torch.compile
+    payload = {"architecture": type(model).__name__, "num_classes": model.num_classes,
+               "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta}
+    return _save_atomic(payload, Path(path))
+
+
+def load_checkpoint(path: str | os.PathLike, architecture: str | None = None,
+                    num_classes: int | None = None, hint: str = "") -> nn.Module:
+    """A model rebuilt from `save_checkpoint`'s file, checked against what the caller expects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No checkpoint at {path}. {hint or 'Train and save the model first.'}")
+    try:
+        payload = torch.load(path, map_location="cpu")
+        found, classes = payload["architecture"], payload["num_classes"]
+    except Exception as error:
+        raise CheckpointError(f"{path} is not a kdlib checkpoint ({error}). {hint}") from error
+    if architecture is not None and found != architecture:
+        raise CheckpointError(f"{path} holds a {found}, not the {architecture} expected here. "
+                              f"Point to a {architecture} checkpoint. {hint}")
+    if num_classes is not None and classes != num_classes:
+        raise CheckpointError(f"{path} holds a {found} for {classes} classes, but the data has "
+                              f"{num_classes}. Retrain it on this data source. {hint}")
+    model = build(found, classes)
+    model.load_state_dict(payload["state_dict"])
+    model.checkpoint_meta = payload.get("meta", {})
+    return model
+
+
+def _save_atomic(obj, path: Path) -> Path:
+    """torch.save to a temporary file, then rename: an interrupted write never leaves a
+    truncated file in place of an earlier good one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def config_dict(cfg: Config) -> dict:
+    return asdict(cfg)

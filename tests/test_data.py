@@ -1,0 +1,117 @@
+import tarfile
+import urllib.error
+
+import pytest
+import torch
+from PIL import Image
+
+import kdlib
+from kdlib import data
+from kdlib.data import DataError
+
+
+def make_image_folder(root, classes=("cat", "dog"), per_class=3):
+    for split in ("train", "test"):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (32, 32), (40 * c, 10 * i, 200)).save(folder / f"{i}.png")
+    return root
+
+
+def test_synthetic_is_uint8_tensors_with_statistics():
+    s = data.synthetic(n_train=100, n_test=50)
+    assert s.x_train.dtype == torch.uint8 and s.x_train.shape == (100, 3, 32, 32)
+    assert s.y_train.dtype == torch.int64 and set(s.y_train.tolist()) == set(range(10))
+    assert len(s.mean) == 3 and all(0 < v < 1 for v in s.mean)
+
+
+def test_image_folder_converts_sizes_and_modes(tmp_path, tmp_cache):
+    root = make_image_folder(tmp_path / "images")
+    Image.new("L", (40, 48), 128).save(root / "train" / "cat" / "gray.png")
+    Image.new("RGBA", (16, 16), (1, 2, 3, 4)).save(root / "test" / "dog" / "rgba.png")
+    s = kdlib.load(root)
+    assert s.classes == ["cat", "dog"]
+    assert s.x_train.shape == (7, 3, 32, 32) and s.x_test.shape == (7, 3, 32, 32)
+    assert s.y_train.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert s.x_test[-1, :, 0, 0].tolist() == [1, 2, 3]  # RGBA -> RGB kept the colour
+
+
+def test_image_folder_is_decoded_once_then_read_from_the_cache(tmp_path, tmp_cache, monkeypatch):
+    root = make_image_folder(tmp_path / "images")
+    first = kdlib.load(root)
+    monkeypatch.setattr(data, "_decode", lambda *a: pytest.fail("decoded again"))
+    second = kdlib.load(root)
+    assert torch.equal(first.x_train, second.x_train)
+
+
+def test_archives_are_extracted_once(tmp_path, tmp_cache):
+    root = make_image_folder(tmp_path / "images")
+    archive = tmp_path / "images.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(root, arcname="images")
+    s = kdlib.load(archive)
+    assert len(s.y_train) == 6 and s.classes == ["cat", "dog"]
+    assert len(list((tmp_cache / "extracted").iterdir())) == 1
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("missing", "does not exist"),
+    ("no_test", "has no test/ folder"),
+    ("different_classes", "different class folders"),
+    ("empty_class", "is empty"),
+    ("not_an_image", "notes.txt"),
+    ("corrupt", "broken.jpg"),
+])
+def test_bad_folders_raise_errors_that_name_the_problem(tmp_path, tmp_cache, breakage, message):
+    root = make_image_folder(tmp_path / "images")
+    if breakage == "missing":
+        root = tmp_path / "nowhere"
+    elif breakage == "no_test":
+        for f in (root / "test").rglob("*.png"):
+            f.unlink()
+        for d in sorted((root / "test").rglob("*"), reverse=True):
+            d.rmdir()
+        (root / "test").rmdir()
+    elif breakage == "different_classes":
+        (root / "test" / "dog").rename(root / "test" / "wolf")
+    elif breakage == "empty_class":
+        (root / "train" / "bird").mkdir()
+    elif breakage == "not_an_image":
+        (root / "train" / "cat" / "notes.txt").write_text("hello")
+    elif breakage == "corrupt":
+        (root / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(DataError, match=message):
+        kdlib.load(root)
+
+
+def test_a_failed_download_says_how_to_use_local_data(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(DataError, match="ImageFolder root") as info:
+        kdlib.load("cifar10", root=tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_augment_identity_flip_and_crop():
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).view(2, 3, 32, 32)
+    identity = data.identity_views(2)
+    torch.testing.assert_close(data.augment(x, identity), x)
+    flipped = identity.clone()
+    flipped[:, 2] = 1
+    torch.testing.assert_close(data.augment(x, flipped), x.flip(3))
+    shifted = identity.clone()
+    shifted[0, :2] = torch.tensor([6, 2])  # content moves up 2 rows and right 2 columns
+    out = data.augment(x, shifted)
+    torch.testing.assert_close(out[0, :, :30, 2:], x[0, :, 2:, :30])
+    torch.testing.assert_close(out[1], x[1])
+
+
+def test_random_views_differ_per_image():
+    views = data.random_views(1000, torch.Generator().manual_seed(0))
+    assert views[:, :2].min() == 0 and views[:, :2].max() == 2 * data.CROP_PADDING
+    assert len(set(map(tuple, views.tolist()))) > 100
