@@ -49,7 +49,7 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     targets = None
     needs = get_method(method).needs
     if needs and (cfg.views > 0 or not cfg.augment):
-        targets = teacher_targets(teacher, splits, needs, cfg)
+        targets = teacher_targets(teacher, splits, cfg)
     runs = []
     for seed in seeds:
         seeded = Config(**{**vars(cfg), "seed": seed})

@@ -26,7 +26,7 @@ NOTEBOOKS = ["01_teacher.ipynb", "02_student_baseline.ipynb", "03_kd_logits.ipyn
 
 _COMMON = dict(data="cifar10", n_train=None, n_test=None, batch_size=128, lr=2e-3,
                schedule="onecycle", augment=True, views=8, temperature=4.0, kd_weight=0.5,
-               beta=250.0, device="auto", amp="auto", compile=False)
+               beta=250.0, device="auto", amp="auto", compile=False, progress=False)
 PROFILES = {
     "full": {**_COMMON, "teacher_epochs": 30, "student_epochs": 30, "seeds": [0, 1, 2]},
     "quick": {**_COMMON, "n_train": 10000, "n_test": 2000, "teacher_epochs": 3,

@@ -169,14 +169,18 @@ def distillation_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, nee
     return out
 
 
-def teacher_targets(teacher: nn.Module, splits: data.Splits, needs, cfg: Config,
+ALL_TARGETS = ("logits", "act", "grad")
+
+
+def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
                     cache: bool = True) -> Targets:
-    """The teacher's targets for every training image and view, computed once.
+    """The teacher's logits, activation maps and gradient maps for every training image and
+    view, computed once (all three: the gradient pass yields the other two almost free).
 
     Cached on disk (in kdlib's cache folder) under a key of the teacher's weights, the
-    training images, the views and `needs`, so every student run of a series shares them.
+    training images and the views, so every student run of a series shares them.
     """
-    needs = tuple(sorted(needs))
+    needs = ALL_TARGETS
     views = make_views(len(splits.y_train), cfg)
     key = _fingerprint(teacher, splits, views, needs)
     path = data.cache_dir() / "targets" / f"{key}.pt"
@@ -258,7 +262,7 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
     fixed_views = cfg.views > 0 or not cfg.augment
     live_teacher = bool(recipe.needs) and not fixed_views
     if recipe.needs and fixed_views and targets is None:
-        targets = teacher_targets(teacher, splits, recipe.needs, cfg)
+        targets = teacher_targets(teacher, splits, cfg)
     view_table = targets.views if targets is not None else (make_views(n, cfg) if fixed_views else None)
     if targets is not None:
         targets = targets.to(splits.device)

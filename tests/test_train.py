@@ -39,7 +39,7 @@ def test_every_method_trains_and_reports_its_terms(method, synthetic, fast_cfg, 
 def test_cached_targets_are_the_teachers_outputs_on_exactly_that_view(synthetic, tmp_cache):
     teacher = kdlib.build("DeepNN", seed=1).eval()
     cfg = Config(views=3, progress=False)
-    targets = train.teacher_targets(teacher, synthetic, ("logits", "act", "grad"), cfg)
+    targets = train.teacher_targets(teacher, synthetic, cfg)
     assert targets.logits.shape == (600, 3, 10) and targets.grad[0].shape == (600, 3, 256)
     index, view = torch.tensor([5, 17]), torch.tensor([2, 0])
     x = train._batch(synthetic, index, targets.views[index, view], True, torch.device("cpu"))
@@ -54,9 +54,9 @@ def test_cached_targets_are_the_teachers_outputs_on_exactly_that_view(synthetic,
 def test_teacher_targets_are_cached_on_disk(synthetic, tmp_cache, monkeypatch):
     teacher = kdlib.build("DeepNN", seed=1)
     cfg = Config(views=2, progress=False)
-    first = train.teacher_targets(teacher, synthetic, ("logits",), cfg)
+    first = train.teacher_targets(teacher, synthetic, cfg)
     monkeypatch.setattr(train, "distillation_targets", lambda *a: pytest.fail("recomputed"))
-    second = train.teacher_targets(teacher, synthetic, ("logits",), cfg)
+    second = train.teacher_targets(teacher, synthetic, cfg)
     assert torch.equal(first.logits, second.logits)
 
 

@@ -1,0 +1,148 @@
+"""Benchmark: the official tutorial's pipeline against kdlib's engine, same machine, same images.
+
+    python -m kdlib.bench [--data SOURCE] [--subset N] [--only kdlib|tutorial] [--device D]
+
+(a) tutorial: a torchvision dataset with ToTensor + Normalize through a DataLoader (batch 128,
+    2 workers), NCHW float32, the teacher run forward (and backward, for gradient maps) at
+    every distillation step.
+(b) kdlib: `kdlib.fit` as the notebooks use it: uint8 tensors on the device, channels_last,
+    the teacher's targets computed once per image and gathered by index (no augmentation
+    here, as in the tutorial, so both sides train on the same images).
+
+One epoch per workload and side; prints seconds, images/s, the speed-up (a)/(b), peak memory
+and the test accuracy each reaches after that epoch. The time kdlib spends once on the
+teacher's targets is printed on its own line: it is shared by every student run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+
+from . import data as kdata
+from .losses import activation_attention, attention_loss, gradient_attention, kd_loss
+from .models import build, forward_features
+from .train import Config, fit, resolve_device, teacher_targets
+
+WORKLOADS = ["teacher CE", "student CE", "student KD", "student act AT", "student grad AT"]
+METHOD_OF = {"teacher CE": "ce", "student CE": "ce", "student KD": "kd",
+             "student act AT": "act_at", "student grad AT": "grad_at"}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def tutorial_epoch(workload: str, splits: kdata.Splits, teacher, device, cfg: Config) -> tuple[float, float]:
+    """One epoch the tutorial's way; returns (seconds, test accuracy)."""
+    from torch.utils.data import DataLoader, TensorDataset
+    from torchvision import transforms
+
+    to_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize(splits.mean, splits.std)])
+
+    class Images(torch.utils.data.Dataset):
+        # Per-image PIL -> ToTensor -> Normalize, as a torchvision dataset does with transforms.
+        def __init__(self, x, y):
+            self.x, self.y = x.permute(0, 2, 3, 1).numpy(), y
+        def __len__(self):
+            return len(self.y)
+        def __getitem__(self, i):
+            from PIL import Image
+            return to_tensor(Image.fromarray(self.x[i])), int(self.y[i])
+
+    train_loader = DataLoader(Images(splits.x_train, splits.y_train), batch_size=128, shuffle=True,
+                              num_workers=2, persistent_workers=False)
+    torch.manual_seed(0)
+    model = build("DeepNN" if workload.startswith("teacher") else "LightNN", splits.num_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    method = METHOD_OF[workload] if not workload.startswith("teacher") else "ce"
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
+    start = time.perf_counter()
+    model.train()
+    for x, y in train_loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        if method == "ce":
+            loss = F.cross_entropy(model(x), y)
+        elif method == "kd":
+            with torch.no_grad():
+                t = teacher(x)
+            s = model(x)
+            loss = (1 - cfg.kd_weight) * F.cross_entropy(s, y) + cfg.kd_weight * kd_loss(s, t, cfg.temperature)
+        else:
+            if method == "act_at":
+                with torch.no_grad():
+                    _, t_stages = forward_features(teacher, x)
+                t_maps = [activation_attention(f) for f in t_stages]
+                logits, stages = forward_features(model, x)
+                s_maps = [activation_attention(f) for f in stages]
+            else:
+                xt = x.clone().requires_grad_(True)
+                t_logits, t_stages = forward_features(teacher, xt)
+                t_maps = [m.detach() for m in gradient_attention(F.cross_entropy(t_logits, y, reduction="sum"), t_stages)]
+                logits, stages = forward_features(model, x)
+                s_maps = gradient_attention(F.cross_entropy(logits, y, reduction="sum"), stages, create_graph=True)
+            loss = F.cross_entropy(logits, y) + cfg.beta * sum(attention_loss(s, t) for s, t in zip(s_maps, t_maps))
+        loss.backward()
+        optimizer.step()
+    seconds = time.perf_counter() - start
+    model.eval()
+    test_loader = DataLoader(TensorDataset(kdata.normalize(splits.x_test, splits.mean, splits.std, channels_last=False),
+                                           splits.y_test), batch_size=1000)
+    with torch.no_grad():
+        correct = sum(int((model(x.to(device)).argmax(1).cpu() == y).sum()) for x, y in test_loader)
+    return seconds, correct / len(splits.y_test)
+
+
+def kdlib_epoch(workload: str, splits: kdata.Splits, teacher, cfg: Config, targets) -> tuple[float, float]:
+    model = build("DeepNN" if workload.startswith("teacher") else "LightNN", splits.num_classes, seed=0)
+    run = fit(model, splits, METHOD_OF[workload], teacher=None if workload.endswith("CE") else teacher,
+              cfg=cfg, targets=targets)
+    return run.history[0]["seconds"], run.accuracy
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kdlib.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="cifar10", help="data source, as everywhere (default: cifar10)")
+    parser.add_argument("--subset", type=int, help="use only the first N training images")
+    parser.add_argument("--only", choices=["kdlib", "tutorial"], help="time one side only")
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=WORKLOADS)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    splits = kdata.load(args.data, n_train=args.subset)
+    print(f"bench: {splits}; device {device}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    # One epoch, no augmentation, constant lr: the tutorial's recipe on both sides.
+    cfg = Config(epochs=1, augment=False, views=1, schedule="constant", lr=1e-3, temperature=2.0,
+                 kd_weight=0.25, device=args.device, progress=False)
+    teacher = build("DeepNN", splits.num_classes, seed=1).eval()  # timing does not need a trained one
+    targets = None
+    if args.only != "tutorial" and any(not w.endswith("CE") for w in args.workloads):
+        start = time.perf_counter()
+        targets = teacher_targets(teacher, splits, cfg, cache=False)
+        print(f"kdlib, once per teacher and data: teacher targets (logits, act and grad maps) "
+              f"{time.perf_counter() - start:.1f} s")
+
+    n = len(splits.y_train)
+    header = "| workload | (a) tutorial s | (b) kdlib s | (a) img/s | (b) img/s | speed-up | (a) acc | (b) acc | peak RSS MiB |"
+    print(header)
+    print("|---" * 9 + "|")
+    for workload in args.workloads:
+        a = tutorial_epoch(workload, splits, teacher, device, cfg) if args.only != "kdlib" else (float("nan"),) * 2
+        b = kdlib_epoch(workload, splits, teacher, cfg, targets) if args.only != "tutorial" else (float("nan"),) * 2
+        mem = f"{peak_rss_mib():.0f}"
+        if device.type == "cuda":
+            mem += f" (GPU {torch.cuda.max_memory_allocated() / 2**20:.0f})"
+        print(f"| {workload} | {a[0]:.1f} | {b[0]:.1f} | {n / a[0]:.0f} | {n / b[0]:.0f} | {a[0] / b[0]:.1f}x "
+              f"| {100 * a[1]:.1f}% | {100 * b[1]:.1f}% | {mem} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kdlib import series
+
+
+def test_overrides_are_parsed_as_literals_and_paths_point_into_the_run(tmp_path):
+    params = series.parameters("quick", [("seeds", "[1, 2]"), ("data", "/some/folder"), ("n_train", "None")],
+                               tmp_path)
+    assert params["seeds"] == [1, 2] and params["data"] == "/some/folder" and params["n_train"] is None
+    assert params["results_dir"] == str(tmp_path / "results") and params["profile"] == "quick"
+
+
+def test_unknown_parameter_is_refused_with_the_known_ones(tmp_path):
+    with pytest.raises(SystemExit, match="Unknown parameter.*tempreature.*temperature"):
+        series.parameters("full", [("tempreature", "3")], tmp_path)
+
+
+def test_an_unusable_data_source_fails_before_any_notebook(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "quick", "--out",
+                           str(tmp_path / "run"), "-p", "data", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "cannot be used" in done.stderr and "ImageFolder root" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_profile_sets_the_same_parameters():
+    names = {frozenset(p) for p in series.PROFILES.values()}
+    assert len(names) == 1
