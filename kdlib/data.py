@@ -70,9 +70,18 @@ class Splits:
                                 for k in ("x_train", "y_train", "x_test", "y_test")})
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Splits":
-        """The first n_train training and n_test test images (None keeps a split whole)."""
-        return replace(self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train],
-                       x_test=self.x_test[:n_test], y_test=self.y_test[:n_test])
+        """A fixed random sample of n_train training and n_test test images (None keeps a
+        split whole). Random, because an ImageFolder lists its images class by class: its
+        first 10,000 images would be two classes only. Fixed, so every run gets the same."""
+        generator = torch.Generator().manual_seed(0)
+
+        def sample(n, total):
+            return torch.randperm(total, generator=generator)[:n].sort().values if n is not None and n < total else slice(None)
+
+        train = sample(n_train, len(self.y_train))
+        test = sample(n_test, len(self.y_test))
+        return replace(self, x_train=self.x_train[train], y_train=self.y_train[train],
+                       x_test=self.x_test[test], y_test=self.y_test[test])
 
     def __repr__(self) -> str:
         return (f"Splits({self.source!r}: {len(self.y_train)} train, {len(self.y_test)} test, "
@@ -84,7 +93,7 @@ def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data"
          n_train: int | None = None, n_test: int | None = None) -> Splits:
     """Load a dataset as `Splits` (see the module docstring for the sources).
 
-    root: where torchvision downloads CIFAR-10. n_train, n_test: keep only the first images
+    root: where torchvision downloads CIFAR-10. n_train, n_test: keep a fixed random sample
     of each split (handy for quick runs); the normalization statistics are those of the
     whole training split.
     """
@@ -95,9 +104,10 @@ def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data"
         splits = synthetic()
     else:
         path = Path(source).expanduser()
+        label = path.name
         if name.endswith(ARCHIVE_SUFFIXES):
             path = _extract(path)
-        splits = _load_image_folder(path)
+        splits = _load_image_folder(path, label)
     return splits.subset(n_train, n_test)
 
 
@@ -167,7 +177,7 @@ def _extract(archive: Path) -> Path:
     return target
 
 
-def _load_image_folder(root: Path) -> Splits:
+def _load_image_folder(root: Path, label: str | None = None) -> Splits:
     """Decode an ImageFolder root into tensors, once; later calls read the cached tensors."""
     if not root.is_dir():
         raise DataError(f"Data folder {root} does not exist. Expected an ImageFolder root with "
@@ -189,13 +199,14 @@ def _load_image_folder(root: Path) -> Splits:
                         for p in paths)
     key = hashlib.sha1(f"{root.resolve()}\n{listing}".encode()).hexdigest()[:12]
     cached = cache_dir() / "decoded" / f"{root.resolve().name}-{key}.pt"
+    source = f"ImageFolder {label or root.name}"
     if cached.is_file():
-        return Splits(**torch.load(cached))
+        return replace(Splits(**torch.load(cached)), source=source)
 
     tensors = {}
     for split, per_class in files.items():
         tensors[f"x_{split}"], tensors[f"y_{split}"] = _decode(per_class, classes["train"], split)
-    splits = _with_statistics(Splits(**tensors, classes=classes["train"], source=str(root)))
+    splits = _with_statistics(Splits(**tensors, classes=classes["train"], source=source))
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp")
     torch.save(vars(splits), tmp)

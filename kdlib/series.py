@@ -106,6 +106,29 @@ def print_table(run_dir: Path) -> None:
     print(markdown)
 
 
+def publish(run_dir: Path) -> None:
+    """Make a finished run the repository's showcase: its executed notebooks replace the
+    sources (outputs kept, papermill's injected-parameters cell dropped, so the parameters
+    cell stays the one a reader edits) and its figures and results.csv go into figures/."""
+    import shutil
+
+    import nbformat
+
+    for name in NOTEBOOKS:
+        nb = nbformat.read(run_dir / name, as_version=4)
+        nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+        for cell in nb.cells:
+            cell.metadata.pop("papermill", None)
+            cell.metadata.pop("execution", None)
+        nb.metadata.pop("papermill", None)
+        nbformat.write(nb, NOTEBOOK_DIR / name)
+    figures = NOTEBOOK_DIR.parent / "figures"
+    figures.mkdir(exist_ok=True)
+    for path in [*(run_dir / "figures").glob("*.png"), run_dir / "results.csv"]:
+        shutil.copy2(path, figures / path.name)
+    print(f"published {run_dir} into {NOTEBOOK_DIR} and {figures}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kdlib.series", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,7 +137,11 @@ def main(argv=None) -> None:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="override a notebook parameter")
     parser.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, help="run only these")
+    parser.add_argument("--publish", type=Path, metavar="RUN_DIR",
+                        help="copy a finished run's notebooks (with outputs) and figures into the repository")
     args = parser.parse_args(argv)
+    if args.publish:
+        return publish(args.publish)
     run(args.profile, args.out, args.parameter, args.notebooks)
 
 
