@@ -17,6 +17,7 @@ teacher's targets is printed on its own line: it is shared by every student run.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from . import data as kdata
 from .losses import activation_attention, attention_loss, gradient_attention, kd_loss
 from .models import build, forward_features
-from .train import Config, fit, resolve_device, teacher_targets
+from .train import Config, fit, load_checkpoint, resolve_device, teacher_targets
 
 WORKLOADS = ["teacher CE", "student CE", "student KD", "student act AT", "student grad AT"]
 METHOD_OF = {"teacher CE": "ce", "student CE": "ce", "student KD": "kd",
@@ -37,8 +38,8 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def tutorial_epoch(workload: str, splits: kdata.Splits, teacher, device, cfg: Config) -> tuple[float, float]:
-    """One epoch the tutorial's way; returns (seconds, test accuracy)."""
+def tutorial_epoch(workload: str, splits: kdata.Splits, teacher, device, cfg: Config):
+    """One epoch the tutorial's way; returns (seconds, test accuracy, model)."""
     from torch.utils.data import DataLoader, TensorDataset
     from torchvision import transforms
 
@@ -96,52 +97,85 @@ def tutorial_epoch(workload: str, splits: kdata.Splits, teacher, device, cfg: Co
                                            splits.y_test), batch_size=1000)
     with torch.no_grad():
         correct = sum(int((model(x.to(device)).argmax(1).cpu() == y).sum()) for x, y in test_loader)
-    return seconds, correct / len(splits.y_test)
+    return seconds, correct / len(splits.y_test), model
 
 
-def kdlib_epoch(workload: str, splits: kdata.Splits, teacher, cfg: Config, targets) -> tuple[float, float]:
+def kdlib_epoch(workload: str, splits: kdata.Splits, teacher, cfg: Config, targets):
+    """One epoch through `kdlib.fit`; returns (seconds, test accuracy, model)."""
     model = build("DeepNN" if workload.startswith("teacher") else "LightNN", splits.num_classes, seed=0)
     run = fit(model, splits, METHOD_OF[workload], teacher=None if workload.endswith("CE") else teacher,
               cfg=cfg, targets=targets)
-    return run.history[0]["seconds"], run.accuracy
+    return run.history[0]["seconds"], run.accuracy, run.model
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        names = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+        flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
+        isa = "AVX512-BF16" if "avx512_bf16" in flags else "AVX512" if "avx512f" in flags else \
+              "AVX2" if "avx2" in flags else "no AVX2"
+        return f"{names[0]}, {len(names)} cores, {isa}"
+    except (OSError, StopIteration, IndexError):
+        return f"CPU, {os.cpu_count()} cores"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kdlib.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="cifar10", help="data source, as everywhere (default: cifar10)")
-    parser.add_argument("--subset", type=int, help="use only the first N training images")
+    parser.add_argument("--subset", type=int, help="use only N training images (a fixed random sample)")
     parser.add_argument("--only", choices=["kdlib", "tutorial"], help="time one side only")
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=WORKLOADS)
+    parser.add_argument("--teacher", help="a DeepNN checkpoint to distil from (default: the teacher "
+                                          "trained by the 'teacher CE' row, or an untrained one)")
+    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
+                        help="kdlib side: bf16 autocast (auto: on CUDA only)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     splits = kdata.load(args.data, n_train=args.subset)
-    print(f"bench: {splits}; device {device}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"bench {time.strftime('%Y-%m-%d')}: {machine()}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; device {device}, amp {args.amp}\n{splits}")
     # One epoch, no augmentation, constant lr: the tutorial's recipe on both sides.
     cfg = Config(epochs=1, augment=False, views=1, schedule="constant", lr=1e-3, temperature=2.0,
-                 kd_weight=0.25, device=args.device, progress=False)
-    teacher = build("DeepNN", splits.num_classes, seed=1).eval()  # timing does not need a trained one
+                 kd_weight=0.25, device=args.device, amp=args.amp, progress=False)
+    if args.teacher:
+        teacher = load_checkpoint(args.teacher, "DeepNN", splits.num_classes)
+    else:  # replaced by the teacher the "teacher CE" row trains, when it runs
+        teacher = build("DeepNN", splits.num_classes, seed=1)
     targets = None
-    if args.only != "tutorial" and any(not w.endswith("CE") for w in args.workloads):
-        start = time.perf_counter()
-        targets = teacher_targets(teacher, splits, cfg, cache=False)
-        print(f"kdlib, once per teacher and data: teacher targets (logits, act and grad maps) "
-              f"{time.perf_counter() - start:.1f} s")
 
     n = len(splits.y_train)
-    header = "| workload | (a) tutorial s | (b) kdlib s | (a) img/s | (b) img/s | speed-up | (a) acc | (b) acc | peak RSS MiB |"
-    print(header)
-    print("|---" * 9 + "|")
+    rows = ["| workload | (a) tutorial s | (b) kdlib s | (a) img/s | (b) img/s | speed-up "
+            "| (a) acc | (b) acc | peak RSS MiB |", "|---" * 9 + "|"]
+    print("\n".join(rows), flush=True)
+    nan = (float("nan"), float("nan"), None)
+    seconds = {}
     for workload in args.workloads:
-        a = tutorial_epoch(workload, splits, teacher, device, cfg) if args.only != "kdlib" else (float("nan"),) * 2
-        b = kdlib_epoch(workload, splits, teacher, cfg, targets) if args.only != "tutorial" else (float("nan"),) * 2
+        needs_teacher = not workload.endswith("CE")
+        if needs_teacher and targets is None and args.only != "tutorial":
+            start = time.perf_counter()
+            targets = teacher_targets(teacher, splits, cfg, cache=False)
+            targets_seconds = time.perf_counter() - start
+        a = tutorial_epoch(workload, splits, teacher, device, cfg) if args.only != "kdlib" else nan
+        b = kdlib_epoch(workload, splits, teacher, cfg, targets) if args.only != "tutorial" else nan
+        if workload == "teacher CE" and not args.teacher:
+            teacher = (b[2] if b[2] is not None else a[2]).eval()  # students distil from this teacher
+        seconds[workload] = b[0]
         mem = f"{peak_rss_mib():.0f}"
         if device.type == "cuda":
             mem += f" (GPU {torch.cuda.max_memory_allocated() / 2**20:.0f})"
-        print(f"| {workload} | {a[0]:.1f} | {b[0]:.1f} | {n / a[0]:.0f} | {n / b[0]:.0f} | {a[0] / b[0]:.1f}x "
-              f"| {100 * a[1]:.1f}% | {100 * b[1]:.1f}% | {mem} |", flush=True)
+        rows.append(f"| {workload} | {a[0]:.1f} | {b[0]:.1f} | {n / a[0]:.0f} | {n / b[0]:.0f} | "
+                    f"{a[0] / b[0]:.1f}x | {100 * a[1]:.1f}% | {100 * b[1]:.1f}% | {mem} |")
+        print(rows[-1], flush=True)
+    if targets is not None:
+        print(f"kdlib, once per teacher and data, shared by every student run: teacher targets "
+              f"(logits, act and grad maps) {targets_seconds:.1f} s")
+    if "student CE" in seconds and "student KD" in seconds and args.only != "tutorial":
+        print(f"kdlib: a KD epoch costs {seconds['student KD'] / seconds['student CE']:.2f}x a CE epoch")
 
 
 if __name__ == "__main__":

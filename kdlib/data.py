@@ -83,6 +83,17 @@ class Splits:
         return replace(self, x_train=self.x_train[train], y_train=self.y_train[train],
                        x_test=self.x_test[test], y_test=self.y_test[test])
 
+    def showcase(self, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+        """n test images and labels for pictures, one class after another (the first image
+        of each class, then the second, ...): a folder's first n would all be airplanes."""
+        labels = self.y_test.cpu()
+        rank = torch.zeros_like(labels)  # how many earlier test images share the label
+        for c in range(self.num_classes):
+            where = labels == c
+            rank[where] = torch.arange(int(where.sum()))
+        index = torch.argsort(rank * self.num_classes + labels)[:n]
+        return self.x_test[index], self.y_test[index]
+
     def __repr__(self) -> str:
         return (f"Splits({self.source!r}: {len(self.y_train)} train, {len(self.y_test)} test, "
                 f"{self.num_classes} classes, {tuple(self.x_train.shape[1:])} uint8 "
@@ -148,8 +159,9 @@ def _extract(archive: Path) -> Path:
     if not archive.is_file():
         raise DataError(f"Data archive {archive} does not exist. Check the path, or pass the "
                         "folder that holds train/ and test/ directly.")
-    stat = archive.stat()
-    key = hashlib.sha1(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+    # Keyed by content, not path or mtime: a re-copied archive reuses its extraction.
+    with open(archive, "rb") as f:
+        key = hashlib.file_digest(f, "sha1").hexdigest()[:10]
     name = archive.name
     for suffix in ARCHIVE_SUFFIXES:
         name = name.removesuffix(suffix)

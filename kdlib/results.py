@@ -93,16 +93,28 @@ def table(records: list[dict]) -> pd.DataFrame:
 
 
 def paired_differences(records: list[dict], baseline: str = "ce") -> pd.DataFrame:
-    """Accuracy of each method minus the baseline's, paired by seed: mean, std, n."""
+    """Accuracy of each method minus the baseline's, paired by seed (points of %).
+
+    Columns: n_pairs, mean_diff, std_diff, the 95% t-interval of the mean difference
+    (ci95_low, ci95_high) and beyond_noise: whether that interval excludes zero, i.e. the
+    difference is larger than seed-to-seed noise explains. Needs at least 2 seeds.
+    """
+    from scipy import stats
+
     runs = frame(records).pivot_table(index="seed", columns="method", values="accuracy")
     rows = []
     for method in runs.columns:
         if method in (baseline, "teacher") or baseline not in runs:
             continue
         diff = (runs[method] - runs[baseline]).dropna()
-        rows.append({"method": method, "n_pairs": len(diff), "mean_diff": diff.mean(),
-                     "std_diff": diff.std(ddof=1) if len(diff) > 1 else float("nan")})
-    return pd.DataFrame(rows, columns=["method", "n_pairs", "mean_diff", "std_diff"])
+        n = len(diff)
+        std = diff.std(ddof=1) if n > 1 else float("nan")
+        half = stats.t.ppf(0.975, n - 1) * std / n ** 0.5 if n > 1 else float("nan")
+        rows.append({"method": method, "n_pairs": n, "mean_diff": diff.mean(), "std_diff": std,
+                     "ci95_low": diff.mean() - half, "ci95_high": diff.mean() + half,
+                     "beyond_noise": bool(n > 1 and (diff.mean() - half > 0 or diff.mean() + half < 0))})
+    return pd.DataFrame(rows, columns=["method", "n_pairs", "mean_diff", "std_diff", "ci95_low",
+                                       "ci95_high", "beyond_noise"])
 
 
 def format_table(tab: pd.DataFrame) -> str:

@@ -1,10 +1,11 @@
 """Run the whole notebook series in order with papermill, then print the comparison table.
 
     python -m kdlib.series [--profile full|quick|smoke|tutorial] [--out RUN_DIR] [-p NAME VALUE ...]
+    python -m kdlib.series --resume RUN_DIR [--profile ...]   # finish an interrupted run
 
 Profiles (any parameter can be overridden with -p):
     full      the real recipe: teacher 30 epochs, students 30 epochs x 3 seeds, augmentation
-    quick     a few minutes on a CPU: real data, 10,000 training images, a few epochs, 1 seed
+    quick     minutes on a CPU: real data, 10,000 training images, a few epochs, 1 seed
     smoke     seconds: synthetic data, one short epoch, for CI
     tutorial  the official tutorial's recipe: Adam 1e-3, 10 epochs, no augmentation, T=2
 
@@ -22,17 +23,23 @@ from pathlib import Path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = ["01_teacher.ipynb", "02_student_baseline.ipynb", "03_kd_logits.ipynb",
-             "04_grad_attention.ipynb", "05_squared_attention.ipynb", "06_combined.ipynb"]
+             "04_grad_attention.ipynb", "05_squared_attention.ipynb", "06_combined.ipynb",
+             "07_sweeps.ipynb"]
 
 _COMMON = dict(data="cifar10", n_train=None, n_test=None, batch_size=128, lr=2e-3,
                schedule="onecycle", augment=True, views=8, temperature=4.0, kd_weight=0.5,
-               beta=250.0, device="auto", amp="auto", compile=False, progress=False)
+               beta=250.0, device="auto", amp="auto", compile=False, progress=False, reuse=False,
+               # 07_sweeps: one knob at a time, the rest as above
+               sweep_epochs=None, sweep_seeds=[0], temperatures=[1.0, 2.0, 4.0, 8.0],
+               kd_weights=[0.25, 0.5, 0.75, 0.9], betas=[0.0, 50.0, 250.0, 1000.0], beta_method="act_at")
 PROFILES = {
     "full": {**_COMMON, "teacher_epochs": 30, "student_epochs": 30, "seeds": [0, 1, 2]},
     "quick": {**_COMMON, "n_train": 10000, "n_test": 2000, "teacher_epochs": 3,
-              "student_epochs": 5, "seeds": [0]},
+              "student_epochs": 5, "seeds": [0], "views": 2,
+              "temperatures": [1.0, 4.0, 8.0], "kd_weights": [0.25, 0.5, 0.9], "betas": [0.0, 250.0, 1000.0]},
     "smoke": {**_COMMON, "data": "synthetic", "n_train": 512, "n_test": 256, "teacher_epochs": 1,
-              "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64},
+              "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64,
+              "temperatures": [1.0, 4.0], "kd_weights": [0.5], "betas": [0.0, 250.0]},
     "tutorial": {**_COMMON, "teacher_epochs": 10, "student_epochs": 10, "seeds": [0, 1, 2],
                  "lr": 1e-3, "schedule": "constant", "augment": False, "views": 0,
                  "temperature": 2.0, "kd_weight": 0.25},
@@ -56,6 +63,13 @@ def parameters(profile: str, overrides: list[tuple[str, str]], run_dir: Path) ->
     params.update(results_dir=str(run_dir / "results"), checkpoint_dir=str(run_dir / "checkpoints"),
                   figures_dir=str(run_dir / "figures"))
     return params
+
+
+def declared(notebook: str, params: dict) -> dict:
+    """The parameters a notebook declares in its parameters cell (papermill warns about others)."""
+    import papermill
+    names = papermill.inspect_notebook(NOTEBOOK_DIR / notebook)
+    return {k: v for k, v in params.items() if k in names}
 
 
 def preflight(params: dict) -> None:
@@ -83,7 +97,7 @@ def run(profile: str = "full", out: Path | None = None, overrides=(), notebooks=
         print(f"\n== {name} -> {output}", flush=True)
         t0 = time.perf_counter()
         try:
-            papermill.execute_notebook(NOTEBOOK_DIR / name, output, parameters=params,
+            papermill.execute_notebook(NOTEBOOK_DIR / name, output, parameters=declared(name, params),
                                        cwd=str(NOTEBOOK_DIR), kernel_name="python3",
                                        progress_bar=True, log_output=False)
         except PapermillExecutionError as error:
@@ -137,11 +151,20 @@ def main(argv=None) -> None:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="override a notebook parameter")
     parser.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, help="run only these")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="run again into RUN_DIR, reusing every run it already finished with the "
+                             "same settings (give the same --profile and -p as the first time)")
     parser.add_argument("--publish", type=Path, metavar="RUN_DIR",
                         help="copy a finished run's notebooks (with outputs) and figures into the repository")
     args = parser.parse_args(argv)
     if args.publish:
         return publish(args.publish)
+    if args.resume:
+        if args.out and args.out != args.resume:
+            raise SystemExit("--resume RUN_DIR writes into RUN_DIR: leave out --out.")
+        if not args.resume.is_dir():
+            raise SystemExit(f"--resume {args.resume}: no such run folder.")
+        args.out, args.parameter = args.resume, [*args.parameter, ("reuse", "True")]
     run(args.profile, args.out, args.parameter, args.notebooks)
 
 

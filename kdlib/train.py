@@ -23,7 +23,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -180,9 +180,8 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     Cached on disk (in kdlib's cache folder) under a key of the teacher's weights, the
     training images and the views, so every student run of a series shares them.
     """
-    needs = ALL_TARGETS
     views = make_views(len(splits.y_train), cfg)
-    key = _fingerprint(teacher, splits, views, needs)
+    key = _fingerprint(teacher, splits, views)
     path = data.cache_dir() / "targets" / f"{key}.pt"
     if cache and path.is_file():
         return Targets(**torch.load(path))
@@ -199,7 +198,7 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
         x = _batch(splits, index.to(splits.device), flat_views[rows].to(splits.device),
                    cfg.augment, device)
         with autocast(device, cfg.amp):
-            out = distillation_targets(teacher, x, splits.y_train[index].to(device), needs)
+            out = distillation_targets(teacher, x, splits.y_train[index].to(device), ALL_TARGETS)
         for name, value in out.items():
             chunks.setdefault(name, []).append(value if name == "logits" else list(value))
 
@@ -218,9 +217,14 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     return targets
 
 
-def _fingerprint(teacher, splits, views, needs) -> str:
-    h = hashlib.sha1(repr(needs).encode())
-    for tensor in [*teacher.state_dict().values(), splits.x_train, splits.y_train, views]:
+def _fingerprint(teacher, splits, views) -> str:
+    return digest(*teacher.state_dict().values(), splits.x_train, splits.y_train, views)
+
+
+def digest(*tensors: torch.Tensor) -> str:
+    """A short content hash of tensors (their bytes): names caches and identifies weights."""
+    h = hashlib.sha1()
+    for tensor in tensors:
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
@@ -443,6 +447,3 @@ def _save_atomic(obj, path: Path) -> Path:
     os.replace(tmp, path)
     return path
 
-
-def config_dict(cfg: Config) -> dict:
-    return asdict(cfg)

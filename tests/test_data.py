@@ -56,6 +56,31 @@ def test_archives_are_extracted_once(tmp_path, tmp_cache):
     assert len(list((tmp_cache / "extracted").iterdir())) == 1
 
 
+def test_a_copied_archive_reuses_its_extraction(tmp_path, tmp_cache):
+    # The shared data archive is re-copied (new mtime, maybe new path) on every machine start.
+    root = make_image_folder(tmp_path / "images")
+    archive = tmp_path / "images.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(root, arcname="images")
+    kdlib.load(archive)
+    copy = tmp_path / "elsewhere" / "images.tar.gz"
+    copy.parent.mkdir()
+    copy.write_bytes(archive.read_bytes())
+    kdlib.load(copy)
+    assert len(list((tmp_cache / "extracted").iterdir())) == 1
+
+
+def test_showcase_takes_one_image_per_class_in_turn():
+    # Test images sorted by class, as an ImageFolder lists them.
+    y = torch.arange(3).repeat_interleave(4)
+    splits = data.Splits(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), torch.zeros(1, dtype=torch.long),
+                         torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1).expand(12, 3, 2, 2), y,
+                         classes=["a", "b", "c"])
+    images, labels = splits.showcase(5)
+    assert labels.tolist() == [0, 1, 2, 0, 1]
+    assert images[:, 0, 0, 0].tolist() == [0, 4, 8, 1, 5]
+
+
 @pytest.mark.parametrize("breakage, message", [
     ("missing", "does not exist"),
     ("no_test", "has no test/ folder"),

@@ -27,7 +27,7 @@ def test_notebooks_pass_nbval_in_the_smoke_profile(tmp_path):
     prepared = []
     for name in series.NOTEBOOKS:  # in order: 01 makes the teacher the others load
         target = tmp_path / name
-        papermill.execute_notebook(series.NOTEBOOK_DIR / name, target, parameters=params,
+        papermill.execute_notebook(series.NOTEBOOK_DIR / name, target, parameters=series.declared(name, params),
                                    prepare_only=True, progress_bar=False)
         prepared.append(str(target))
     done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider",
@@ -45,7 +45,17 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
         assert (out / name).is_file(), name
     figures = {p.name for p in (out / "figures").glob("*.png")}
     assert {"01_teacher_curves.png", "03_temperature.png", "04_grad_at_maps.png",
-            "05_act_at_maps.png", "06_accuracy.png", "06_per_class.png"} <= figures
+            "05_act_at_maps.png", "06_accuracy.png", "06_per_class.png", "07_temperature.png",
+            "07_kd_weight.png", "07_beta.png"} <= figures
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["method"] for r in rows] == ["teacher", "ce", "kd", "grad_at", "act_at", "kd_grad_at"]
     assert "| kd_grad_at |" in done.stdout
+
+    # An interrupted run resumes: finished runs with the same settings are taken, not retrained.
+    again = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--resume", str(out),
+                            "--notebooks", "01_teacher.ipynb", "02_student_baseline.ipynb"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    executed = (out / "02_student_baseline.ipynb").read_text()
+    assert "ce seed 0: reusing the finished run" in executed
+    assert len(list((out / "results").glob("ce-seed0-*.json"))) == 1  # no second record

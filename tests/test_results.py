@@ -33,3 +33,16 @@ def test_paired_differences_pair_by_seed():
     diff = results.paired_differences(records).set_index("method")
     assert diff.loc["kd", "mean_diff"] == pytest.approx(2.5)
     assert diff.loc["kd", "std_diff"] == pytest.approx(0.70711, rel=1e-4)
+    # Two seeds: t(0.975, 1) = 12.706, so the 95% interval is 2.5 ± 6.35 and includes zero.
+    assert diff.loc["kd", "ci95_low"] == pytest.approx(2.5 - 12.706 * 0.70711 / 2 ** 0.5, rel=1e-3)
+    assert not diff.loc["kd", "beyond_noise"]
+
+
+def test_a_consistent_gain_over_three_seeds_is_beyond_noise():
+    records = [rec("ce", s, a) for s, a in enumerate([0.70, 0.71, 0.72])]
+    records += [rec("kd", s, a) for s, a in enumerate([0.73, 0.741, 0.749])]  # +3.0, +3.1, +2.9
+    records += [rec("act_at", s, a) for s, a in enumerate([0.69, 0.72, 0.725])]  # -1, +1, +0.5
+    diff = results.paired_differences(records).set_index("method")
+    assert diff.loc["kd", "ci95_low"] == pytest.approx(3.0 - 4.303 * 0.1 / 3 ** 0.5, rel=1e-3)
+    assert diff.loc["kd", "beyond_noise"]
+    assert not diff.loc["act_at", "beyond_noise"]

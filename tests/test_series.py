@@ -31,3 +31,12 @@ def test_an_unusable_data_source_fails_before_any_notebook(tmp_path):
 def test_every_profile_sets_the_same_parameters():
     names = {frozenset(p) for p in series.PROFILES.values()}
     assert len(names) == 1
+
+
+def test_every_profile_parameter_is_declared_by_a_notebook_and_back():
+    import papermill
+    declared = set()
+    for name in series.NOTEBOOKS:
+        declared |= set(papermill.inspect_notebook(series.NOTEBOOK_DIR / name))
+    given = set(series.parameters("full", [], Path("run")))
+    assert given == declared  # nothing silently dropped, nothing left at a notebook default

@@ -1,0 +1,79 @@
+"""kdlib.experiment: what the notebooks call to train methods over seeds and sweep a knob."""
+
+import pytest
+
+import kdlib
+from kdlib import experiment, results
+
+
+def test_sweep_trains_once_per_value_and_seed_and_records_the_value(synthetic, tmp_cache, tmp_path):
+    cfg = kdlib.Config(epochs=1, batch_size=64, views=2, progress=False)
+    teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=1)
+    runs = experiment.sweep("kd", "temperature", [1.0, 8.0], synthetic, cfg, [0, 1], teacher,
+                            tmp_path / "sweeps")
+    assert list(runs.columns) == ["temperature", "seed", "accuracy"]
+    assert sorted(zip(runs["temperature"], runs["seed"])) == [(1.0, 0), (1.0, 1), (8.0, 0), (8.0, 1)]
+    records = results.load(tmp_path / "sweeps")
+    assert sorted((r["sweep"]["value"], r["config"]["temperature"]) for r in records) == \
+        [(1.0, 1.0), (1.0, 1.0), (8.0, 8.0), (8.0, 8.0)]
+    # The knob changes the result: the same seed at another temperature trains differently.
+    by_value = runs.set_index(["temperature", "seed"])["accuracy"]
+    histories = {(r["sweep"]["value"], r["seed"]): r["history"][0]["loss"] for r in records}
+    assert histories[(1.0, 0)] != histories[(8.0, 0)]
+    assert by_value.between(0, 100).all()
+
+
+def test_sweep_refuses_an_unknown_knob(synthetic):
+    with pytest.raises(ValueError, match="not a kdlib.train.Config field"):
+        experiment.sweep("kd", "temprature", [1.0], synthetic, kdlib.Config(), [0], None)
+
+
+def test_reuse_takes_finished_runs_and_retrains_what_changed(synthetic, tmp_path, monkeypatch):
+    cfg = kdlib.Config(epochs=1, batch_size=64, progress=False)
+    folders = dict(results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "checkpoints")
+    first = experiment.train_method("ce", synthetic, cfg, [0, 1], **folders, reuse=True)
+
+    trained = []
+    real_fit = experiment.fit
+    monkeypatch.setattr(experiment, "fit", lambda model, splits, method, **kw: trained.append(kw["cfg"].seed)
+                        or real_fit(model, splits, method, **kw))
+    again = experiment.train_method("ce", synthetic, cfg, [0, 1, 2], **folders, reuse=True)
+    assert trained == [2]  # seeds 0 and 1 were finished with these settings
+    assert [r.accuracy for r in again[:2]] == [r.accuracy for r in first]
+    assert again[0].history == first[0].history
+
+    experiment.train_method("ce", synthetic, kdlib.Config(epochs=2, batch_size=64, progress=False),
+                            [0], **folders, reuse=True)
+    assert trained == [2, 0]  # another epoch count is another run
+    experiment.train_method("ce", synthetic.subset(n_train=300), cfg, [1], **folders, reuse=True)
+    assert trained == [2, 0, 1]  # and so is another training set
+
+
+def test_reuse_needs_the_record_as_well_as_the_checkpoint(synthetic, tmp_path):
+    cfg = kdlib.Config(epochs=1, batch_size=64, progress=False)
+    experiment.train_method("ce", synthetic, cfg, [0], checkpoint_dir=tmp_path / "ck",
+                            results_dir=tmp_path / "results")
+    for record in (tmp_path / "results").glob("*.json"):
+        record.unlink()  # e.g. a run killed between writing the checkpoint and the record
+    assert experiment._finished_run("ce", "LightNN", synthetic, cfg, tmp_path / "results",
+                                    tmp_path / "ck" / "student-ce-seed0.pt") is None
+
+
+def test_teacher_is_saved_where_the_students_load_it(synthetic, tmp_path):
+    cfg = kdlib.Config(epochs=1, batch_size=64, progress=False)
+    run = experiment.train_teacher(synthetic, cfg, tmp_path / "results", tmp_path / "ck", profile="test")
+    teacher = experiment.load_teacher(tmp_path / "ck", synthetic)
+    assert type(teacher).__name__ == "DeepNN"
+    assert [r["method"] for r in results.load(tmp_path / "results")] == ["teacher"]
+    again = experiment.train_teacher(synthetic, cfg, tmp_path / "results", tmp_path / "ck", reuse=True)
+    assert again.accuracy == run.accuracy and again.history == run.history
+
+
+def test_students_of_another_teacher_are_not_reused(synthetic, tmp_path):
+    cfg = kdlib.Config(epochs=1, batch_size=64, views=1, progress=False)
+    folders = dict(results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "checkpoints")
+    old, new = (kdlib.build("DeepNN", synthetic.num_classes, seed=s) for s in (1, 2))
+    experiment.train_method("kd", synthetic, cfg, [0], old, **folders, reuse=True)
+    path = tmp_path / "checkpoints" / "student-kd-seed0.pt"
+    assert experiment._finished_run("kd", "LightNN", synthetic, cfg, folders["results_dir"], path, old)
+    assert experiment._finished_run("kd", "LightNN", synthetic, cfg, folders["results_dir"], path, new) is None
