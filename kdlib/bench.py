@@ -1,6 +1,7 @@
 """Benchmark: the official tutorial's pipeline against kdlib's engine, same machine, same images.
 
-    python -m kdlib.bench [--data SOURCE] [--subset N] [--only kdlib|tutorial] [--device D]
+    python -m kdlib.bench [--data SOURCE] [--subset N] [--only kdlib|tutorial] [--teacher CKPT]
+                          [--workloads ...] [--amp auto|bf16|off] [--device D]
 
 (a) tutorial: a torchvision dataset with ToTensor + Normalize through a DataLoader (batch 128,
     2 workers), NCHW float32, the teacher run forward (and backward, for gradient maps) at
@@ -10,7 +11,8 @@
     here, as in the tutorial, so both sides train on the same images).
 
 One epoch per workload and side; prints seconds, images/s, the speed-up (a)/(b), peak memory
-and the test accuracy each reaches after that epoch. The time kdlib spends once on the
+and the test accuracy each reaches after that epoch. The students distil from the teacher
+that the "teacher CE" row trains (or from --teacher). The time kdlib spends once on the
 teacher's targets is printed on its own line: it is shared by every student run.
 """
 
@@ -168,8 +170,10 @@ def main(argv=None) -> None:
         mem = f"{peak_rss_mib():.0f}"
         if device.type == "cuda":
             mem += f" (GPU {torch.cuda.max_memory_allocated() / 2**20:.0f})"
-        rows.append(f"| {workload} | {a[0]:.1f} | {b[0]:.1f} | {n / a[0]:.0f} | {n / b[0]:.0f} | "
-                    f"{a[0] / b[0]:.1f}x | {100 * a[1]:.1f}% | {100 * b[1]:.1f}% | {mem} |")
+        cells = [f"{a[0]:.1f}", f"{b[0]:.1f}", f"{n / a[0]:.0f}", f"{n / b[0]:.0f}", f"{a[0] / b[0]:.1f}x",
+                 f"{100 * a[1]:.1f}%", f"{100 * b[1]:.1f}%"]
+        cells = ["-" if "nan" in c else c for c in cells]  # the side --only left out
+        rows.append(f"| {workload} | {' | '.join(cells)} | {mem} |")
         print(rows[-1], flush=True)
     if targets is not None:
         print(f"kdlib, once per teacher and data, shared by every student run: teacher targets "

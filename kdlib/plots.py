@@ -66,7 +66,7 @@ def accuracy_bars(table, title: str = "Test accuracy, mean ± std over seeds") -
     ax.set_ylim(max(0, low - 5), min(100, high + 3))
     ax.set_xticks(x, [LABELS.get(m, m) for m in table["method"]])
     ax.set(ylabel="test accuracy (%)", title=title)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # clear of bars and markers
     fig.tight_layout()
     return fig
 

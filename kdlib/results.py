@@ -117,6 +117,14 @@ def paired_differences(records: list[dict], baseline: str = "ce") -> pd.DataFram
                                        "ci95_high", "beyond_noise"])
 
 
+def write_csv(tab: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """The published columns (method, n_seeds, mean, std, reference), percent to 2 decimals."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tab[["method", "n_seeds", "mean", "std", "reference"]].round(2).to_csv(path, index=False)
+    return path
+
+
 def format_table(tab: pd.DataFrame) -> str:
     """The table as Markdown: accuracy as mean ± std (%)."""
     lines = ["| method | seeds | accuracy (%) | reference (%) | agreement with teacher (%) | ECE |",

@@ -14,6 +14,13 @@ def test_overrides_are_parsed_as_literals_and_paths_point_into_the_run(tmp_path)
     assert params["results_dir"] == str(tmp_path / "results") and params["profile"] == "quick"
 
 
+def test_a_relative_data_path_is_taken_from_where_the_command_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the notebooks run in notebooks/, so the path must not stay relative
+    params = series.parameters("quick", [("data", "data/images.tar.gz")], tmp_path / "run")
+    assert params["data"] == str(tmp_path / "data" / "images.tar.gz")
+    assert series.parameters("quick", [], tmp_path / "run")["data"] == "cifar10"
+
+
 def test_unknown_parameter_is_refused_with_the_known_ones(tmp_path):
     with pytest.raises(SystemExit, match="Unknown parameter.*tempreature.*temperature"):
         series.parameters("full", [("tempreature", "3")], tmp_path)
