@@ -176,6 +176,8 @@ def sweep(runs, parameter: str, title: str = "", baseline: float | None = None,
         ax.axhline(baseline, color="gray", ls="--", label="CE baseline")
     if logx:
         ax.set_xscale("symlog", linthresh=min(v for v in stats[parameter] if v > 0))
+    ax.set_xticks(stats[parameter], [f"{v:g}" for v in stats[parameter]])  # the swept values
+    ax.minorticks_off()
     ax.set(xlabel=parameter, ylabel="test accuracy (%)", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
