@@ -74,7 +74,7 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
         path = Path(checkpoint_dir) / f"student-{method}-seed{seed}.pt" if checkpoint_dir is not None else None
         run = _finished_run(method, "LightNN", splits, seeded, results_dir, path, teacher) if reuse else None
         if run is None:
-            if targets is None and get_method(method).needs and (cfg.views > 0 or not cfg.augment):
+            if targets is None and get_method(method).needs and cfg.fixed_views:
                 targets = teacher_targets(teacher, splits, cfg)
             student = build("LightNN", splits.num_classes, seed=seed)
             run = fit(student, splits, method, teacher=teacher, cfg=seeded, targets=targets)

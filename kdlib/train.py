@@ -72,6 +72,12 @@ class Config:
                              "views, beta >= 0; 0 <= kd_weight <= 1; schedule 'onecycle' or "
                              "'constant'; amp 'auto', 'bf16' or 'off'.")
 
+    @property
+    def fixed_views(self) -> bool:
+        """Whether each image has a fixed set of views, so the teacher's targets can be
+        computed once; False: fresh views every step and the teacher runs live."""
+        return self.views > 0 or not self.augment
+
 
 @dataclass
 class Run:
@@ -263,7 +269,7 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
     n = len(splits.y_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
 
-    fixed_views = cfg.views > 0 or not cfg.augment
+    fixed_views = cfg.fixed_views
     live_teacher = bool(recipe.needs) and not fixed_views
     if recipe.needs and fixed_views and targets is None:
         targets = teacher_targets(teacher, splits, cfg)
