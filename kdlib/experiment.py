@@ -52,7 +52,7 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
         run = fit(build("DeepNN", splits.num_classes, seed=cfg.seed), splits, "ce", cfg=cfg)
         if path is not None:
             save_checkpoint(run.model, path, source=splits.source, accuracy=run.accuracy,
-                            config=_comparable(cfg), **_identity(splits), **meta)
+                            config=_comparable(asdict(cfg)), **_identity(splits), **meta)
         if results_dir is not None:
             results.save(results.record(run, name="teacher", **_identity(splits), **meta), results_dir)
     print(f"teacher: test accuracy {100 * run.accuracy:.2f}% ({run.seconds:.0f} s, {run.device})")
@@ -81,7 +81,7 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
             # Checkpoint before record: a record with no checkpoint is never taken as finished.
             if path is not None:
                 save_checkpoint(run.model, path, source=splits.source, method=method, seed=seed,
-                                config=_comparable(seeded), **_identity(splits, teacher))
+                                config=_comparable(asdict(seeded)), **_identity(splits, teacher))
             if results_dir is not None:
                 results.save(results.record(run, **_identity(splits, teacher)), results_dir)
         print(f"{method} seed {seed}: test accuracy {100 * run.accuracy:.2f}% "
@@ -90,9 +90,9 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     return runs
 
 
-def _comparable(cfg: Config) -> dict:
-    """The settings that decide a run's result (not how it is displayed)."""
-    return {k: v for k, v in asdict(cfg).items() if k != "progress"}
+def _comparable(config: dict) -> dict:
+    """The settings (a Config as a dict) that decide a run's result, not how it is displayed."""
+    return {k: v for k, v in config.items() if k != "progress"}
 
 
 def _identity(splits: Splits, teacher=None) -> dict:
@@ -107,12 +107,12 @@ def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, res
     record and checkpoint; None when there is none (then the caller trains)."""
     if results_dir is None or path is None or not Path(path).is_file():
         return None
-    wanted = {"config": _comparable(cfg), "source": splits.source, **_identity(splits, teacher)}
+    wanted = {"config": _comparable(asdict(cfg)), "source": splits.source, **_identity(splits, teacher)}
     model = load_checkpoint(path, architecture, splits.num_classes)
     if any(model.checkpoint_meta.get(k) != v for k, v in wanted.items()):
         return None
     for rec in reversed(results.load(results_dir)):
-        found = {"config": {k: v for k, v in rec["config"].items() if k != "progress"},
+        found = {"config": _comparable(rec["config"]),
                  "source": rec["source"], **{k: rec.get(k) for k in ("n_train", "n_test", "teacher")}}
         if rec["method"] == name and found == wanted:
             print(f"{name} seed {cfg.seed}: reusing the finished run in {path}")

@@ -92,6 +92,15 @@ def table(records: list[dict]) -> pd.DataFrame:
     return out[["method", "n_seeds", "mean", "std", "reference", "teacher_agreement", "ece", "seconds"]]
 
 
+def per_class_accuracy(records: list[dict]) -> dict[str, list[float]]:
+    """Per-class test accuracy (fractions) of each method, averaged over its seeds, in ORDER."""
+    runs: dict[str, list[list[float]]] = {}
+    for rec in latest_per_seed(records):
+        runs.setdefault(rec["method"], []).append(rec["metrics"]["per_class_accuracy"])
+    known = [m for m in ORDER if m in runs] + sorted(m for m in runs if m not in ORDER)
+    return {m: [sum(col) / len(col) for col in zip(*runs[m])] for m in known}
+
+
 def paired_differences(records: list[dict], baseline: str = "ce") -> pd.DataFrame:
     """Accuracy of each method minus the baseline's, paired by seed (points of %).
 

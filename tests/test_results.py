@@ -46,3 +46,12 @@ def test_a_consistent_gain_over_three_seeds_is_beyond_noise():
     assert diff.loc["kd", "ci95_low"] == pytest.approx(3.0 - 4.303 * 0.1 / 3 ** 0.5, rel=1e-3)
     assert diff.loc["kd", "beyond_noise"]
     assert not diff.loc["act_at", "beyond_noise"]
+
+
+def test_per_class_accuracy_averages_seeds_in_the_series_order():
+    records = [rec(m, s, 0.5) for m, s in [("kd", 0), ("ce", 0), ("ce", 1)]]
+    for r, per_class in zip(records, [[0.9, 0.1], [0.4, 0.6], [0.6, 0.8]]):
+        r["metrics"]["per_class_accuracy"] = per_class
+    result = results.per_class_accuracy(records)
+    assert list(result) == ["ce", "kd"]
+    assert result["ce"] == pytest.approx([0.5, 0.7]) and result["kd"] == pytest.approx([0.9, 0.1])
