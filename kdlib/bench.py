@@ -87,9 +87,9 @@ def tutorial_epoch(workload: str, splits: kdata.Splits, teacher, device, cfg: Co
             else:
                 xt = x.clone().requires_grad_(True)
                 t_logits, t_stages = forward_features(teacher, xt)
-                t_maps = [m.detach() for m in gradient_attention(F.cross_entropy(t_logits, y, reduction="sum"), t_stages)]
+                t_maps = [m.detach() for m in gradient_attention(t_logits, y, t_stages)]
                 logits, stages = forward_features(model, x)
-                s_maps = gradient_attention(F.cross_entropy(logits, y, reduction="sum"), stages, create_graph=True)
+                s_maps = gradient_attention(logits, y, stages, create_graph=True)
             loss = F.cross_entropy(logits, y) + cfg.beta * sum(attention_loss(s, t) for s, t in zip(s_maps, t_maps))
         loss.backward()
         optimizer.step()

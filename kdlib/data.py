@@ -20,12 +20,17 @@ import os
 import shutil
 import socket
 import tarfile
+import warnings
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from . import checks
+from .files import digest, load_tensors, save_tensors
 
 IMAGE_SIZE = 32
 CROP_PADDING = 4
@@ -64,6 +69,17 @@ class Splits:
     @property
     def device(self) -> torch.device:
         return self.x_train.device
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The identity of the content (images, labels, class names), whatever the path or
+        name it was loaded from: what records, reuse and caches compare."""
+        content = digest(self.x_train, self.y_train, self.x_test, self.y_test)
+        return hashlib.sha1(f"{content}\n{chr(10).join(self.classes)}".encode()).hexdigest()[:16]
+
+    def tensors(self) -> dict:
+        """The fields as a dict of tensors and plain values (what the decoded cache stores)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def to(self, device) -> "Splits":
         return replace(self, **{k: getattr(self, k).to(device)
@@ -108,6 +124,7 @@ def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data"
     of each split (handy for quick runs); the normalization statistics are those of the
     whole training split.
     """
+    checks.check({"n_train": n_train, "n_test": n_test}, where="kdlib.load")
     name = str(source)
     if name == "cifar10":
         splits = _load_cifar10(Path(root))
@@ -115,10 +132,10 @@ def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data"
         splits = synthetic()
     else:
         path = Path(source).expanduser()
-        label = path.name
         if name.endswith(ARCHIVE_SUFFIXES):
-            path = _extract(path)
-        splits = _load_image_folder(path, label)
+            splits = _load_image_folder(_extract(path), origin=path)
+        else:
+            splits = _load_image_folder(path)
     return splits.subset(n_train, n_test)
 
 
@@ -167,7 +184,7 @@ def _extract(archive: Path) -> Path:
         name = name.removesuffix(suffix)
     target = cache_dir() / "extracted" / f"{name}-{key}"
     if not target.is_dir():
-        partial = target.with_name(target.name + ".partial")
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         try:
@@ -177,11 +194,18 @@ def _extract(archive: Path) -> Path:
             else:
                 with tarfile.open(archive) as t:
                     t.extractall(partial, filter="data")
-        except (tarfile.TarError, zipfile.BadZipFile, OSError) as error:
+        except BaseException as error:  # Ctrl-C too: no half-extracted folder stays behind
             shutil.rmtree(partial, ignore_errors=True)
-            raise DataError(f"Could not extract {archive}: {error}. Is it a complete "
-                            ".tar.gz/.zip of an ImageFolder root?") from error
-        partial.rename(target)  # only a complete extraction ever carries the final name
+            if not isinstance(error, Exception):
+                raise
+            # EOFError, zlib.error, BadGzipFile, TarError, BadZipFile, OSError, ...
+            raise DataError(f"Could not extract {archive} ({type(error).__name__}: {error}). Is it "
+                            "a complete .tar.gz/.zip of an ImageFolder root? A truncated copy "
+                            "must be copied again.") from None
+        try:
+            partial.rename(target)  # only a complete extraction ever carries the final name
+        except OSError:  # another process finished the same extraction first
+            shutil.rmtree(partial, ignore_errors=True)
     # Accept an archive whose content is either train/ + test/ or one folder holding them.
     entries = [p for p in target.iterdir() if not p.name.startswith(".")]
     if len(entries) == 1 and entries[0].is_dir() and not (target / "train").exists():
@@ -189,20 +213,24 @@ def _extract(archive: Path) -> Path:
     return target
 
 
-def _load_image_folder(root: Path, label: str | None = None) -> Splits:
-    """Decode an ImageFolder root into tensors, once; later calls read the cached tensors."""
+def _load_image_folder(root: Path, origin: Path | None = None) -> Splits:
+    """Decode an ImageFolder root into tensors, once; later calls read the cached tensors.
+    origin: the archive the root was extracted from, which error messages name instead of
+    the cache folder."""
+    where = origin or root
     if not root.is_dir():
         raise DataError(f"Data folder {root} does not exist. Expected an ImageFolder root with "
                         "train/<class>/ and test/<class>/ folders (or a .tar.gz of one), or "
                         "'cifar10' / 'synthetic'.")
     for split in ("train", "test"):
         if not (root / split).is_dir():
-            raise DataError(f"{root} has no {split}/ folder. An ImageFolder root must hold "
-                            f"train/<class>/ and test/<class>/ folders of images.")
-    files = {split: _list_images(root / split) for split in ("train", "test")}
+            raise DataError(f"{where} has no {split}/ folder. An ImageFolder root must hold "
+                            f"train/<class>/ and test/<class>/ folders of images"
+                            f"{' (at the top of the archive, or in its one top folder)' if origin else ''}.")
+    files = {split: _list_images(root / split, where) for split in ("train", "test")}
     classes = {split: sorted(per_class) for split, per_class in files.items()}
     if classes["train"] != classes["test"]:
-        raise DataError(f"{root}: train/ and test/ have different class folders "
+        raise DataError(f"{where}: train/ and test/ have different class folders "
                         f"(train: {classes['train']}, test: {classes['test']}). Give both "
                         "splits the same class folders.")
 
@@ -211,32 +239,65 @@ def _load_image_folder(root: Path, label: str | None = None) -> Splits:
                         for p in paths)
     key = hashlib.sha1(f"{root.resolve()}\n{listing}".encode()).hexdigest()[:12]
     cached = cache_dir() / "decoded" / f"{root.resolve().name}-{key}.pt"
-    source = f"ImageFolder {label or root.name}"
+    source = f"ImageFolder {where.name}"
     if cached.is_file():
-        return replace(Splits(**torch.load(cached)), source=source)
+        try:
+            return replace(Splits(**load_tensors(cached)), source=source)
+        except Exception as error:  # truncated, damaged or foreign: decode again
+            warnings.warn(f"The decoded-image cache {cached} could not be read ({type(error).__name__}: "
+                          f"{error}); decoding {where} again.", stacklevel=3)
 
     tensors = {}
     for split, per_class in files.items():
         tensors[f"x_{split}"], tensors[f"y_{split}"] = _decode(per_class, classes["train"], split)
     splits = _with_statistics(Splits(**tensors, classes=classes["train"], source=source))
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    torch.save(vars(splits), tmp)
-    tmp.replace(cached)
+    save_tensors(splits.tensors(), cached)
     return splits
 
 
-def _list_images(split_dir: Path) -> dict[str, list[Path]]:
-    per_class = {d.name: sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
-                 for d in sorted(split_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+def _list_images(split_dir: Path, where: Path) -> dict[str, list[Path]]:
+    def unreadable(error: OSError):
+        raise DataError(f"Cannot read {error.filename} in {where} ({error.strerror or error}). "
+                        "Make it readable (e.g. chmod -R u+rX) or remove it.")
+
+    per_class = {}
+    for d in sorted(split_dir.iterdir()):
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        paths = []
+        # os.walk with onerror: Path.rglob skips folders it cannot read, which made an
+        # unreadable class folder look empty.
+        for folder, subfolders, names in os.walk(d, onerror=unreadable):
+            subfolders[:] = sorted(n for n in subfolders if not n.startswith("."))
+            paths += [Path(folder) / n for n in sorted(names) if not n.startswith(".")]
+        per_class[d.name] = sorted(paths)
     if not per_class:
         raise DataError(f"{split_dir} holds no class folders. Put each class's images in "
                         f"{split_dir}/<class name>/.")
     for name, paths in per_class.items():
         if not paths:
-            raise DataError(f"Class folder {split_dir / name} is empty. Add its images or "
+            raise DataError(f"Class folder {split_dir / name} has no files. Add its images or "
                             "remove the folder (from train/ and test/ both).")
     return per_class
+
+
+# 16-bit (and 32-bit integer) grayscale images: Pillow's convert("RGB") clips them at 255,
+# which made almost every pixel white. They are scaled to 8 bits by their bit depth instead.
+_WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+
+def _to_rgb(image):
+    from PIL import Image
+    import numpy as np
+
+    if image.mode in _WIDE_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode == "I" and values.max(initial=0) <= 255:  # 8-bit values stored as "I"
+            scaled = values
+        else:
+            scaled = values * (255 / _WIDE_MODES[image.mode])
+        image = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
 
 
 def _decode(per_class: dict[str, list[Path]], classes: list[str], split: str):
@@ -251,11 +312,11 @@ def _decode(per_class: dict[str, list[Path]], classes: list[str], split: str):
                                        mininterval=2)):
         try:
             with Image.open(path) as image:
-                image = image.convert("RGB")
+                image = _to_rgb(image)
                 if image.size != (IMAGE_SIZE, IMAGE_SIZE):
                     image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
                 images[i] = pil_to_tensor(image)
-        except (UnidentifiedImageError, OSError) as error:
+        except (UnidentifiedImageError, OSError, ValueError) as error:
             raise DataError(f"Cannot read {path} as an image ({error}). Remove or replace "
                             "that file: every file in a class folder must be an image.") from error
     return images, labels

@@ -26,27 +26,66 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 
 def activation_attention(features: torch.Tensor) -> torch.Tensor:
-    r"""Zagoruyko & Komodakis (2017) attention map: :math:`Q = \mathrm{vec}(\tfrac{1}{C}\sum_c A_c^2)`, :math:`Q/\|Q\|_2`."""
+    r"""Zagoruyko & Komodakis (2017) attention map: :math:`Q = \mathrm{vec}(\tfrac{1}{C}\sum_c A_c^2)`, :math:`Q/\|Q\|_2`.
+
+    A sample whose map is all zero (no activation, or no gradient) keeps the zero map: see
+    `has_map`."""
     return F.normalize(features.float().pow(2).mean(1).flatten(1), dim=1)
 
 
-def gradient_attention(loss: torch.Tensor, features: list[torch.Tensor],
+def ce_logit_gradient(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r"""The gradient of each sample's cross-entropy with respect to its logits,
+    :math:`\partial \mathrm{CE}/\partial z = \mathrm{softmax}(z) - e_y`.
+
+    The true class's entry is computed as :math:`-\sum_{j \ne y} p_j`, not :math:`p_y - 1`:
+    once a confident sample's :math:`p_y` rounds to 1 in float32, :math:`p_y - 1` is 0 or
+    off by half, and the map would point the wrong way."""
+    p = logits.float().softmax(1)
+    others = p.scatter(1, labels[:, None], 0.0)
+    return (others - others.sum(1, keepdim=True) * F.one_hot(labels, p.shape[1])).to(logits.dtype)
+
+
+def gradient_attention(logits: torch.Tensor, labels: torch.Tensor, features: list[torch.Tensor],
                        create_graph: bool = False) -> list[torch.Tensor]:
-    r"""Saliency maps of feature maps: the attention map of the loss's gradient with respect to each.
+    r"""Saliency maps of feature maps: the attention map of the cross-entropy's gradient with
+    respect to each (every sample's own loss, in one backward pass through the logits).
 
-    .. math:: G = \partial \mathcal{L}_{CE} / \partial A, \quad Q = \mathrm{vec}(\tfrac{1}{C}\sum_c G_c^2), \quad Q/\|Q\|_2
+    .. math:: G = \partial \mathrm{CE}(z, y) / \partial A, \quad \hat G = G / \max|G|, \quad
+              Q = \mathrm{vec}(\tfrac{1}{C}\sum_c \hat G_c^2), \quad Q/\|Q\|_2
 
-    One backward pass serves all feature maps. Pass the *summed* cross-entropy so that
-    each sample's gradient is its own. For the student, `create_graph=True` keeps the graph
-    so that a loss on the maps trains it.
+    Each sample's gradient is divided by its own largest entry before squaring. The map does
+    not depend on that scale, but without it a confident sample's map vanished: its gradient
+    shrinks like 1 - p, its square underflowed and the normalization fell back to its eps
+    floor (a map of norm 0.42 with the true logit raised by 10, 0.000 by 15). Only a gradient
+    that is exactly zero now gives no map (`has_map` is False; `attention_loss` leaves it out).
+
+    For the student, `create_graph=True` keeps the graph so that a loss on the maps trains it
+    (a second-order backward pass).
     """
-    grads = torch.autograd.grad(loss, list(features), create_graph=create_graph)
-    return [activation_attention(g) for g in grads]
+    grads = torch.autograd.grad(logits, list(features), grad_outputs=ce_logit_gradient(logits, labels),
+                                create_graph=create_graph)
+    return [activation_attention(_unit_max(g)) for g in grads]
+
+
+def _unit_max(g: torch.Tensor) -> torch.Tensor:
+    # The scale is detached: Q is the same for any positive scale, so no gradient is lost.
+    scale = g.detach().abs().amax(dim=tuple(range(1, g.dim())), keepdim=True)
+    return g / scale.clamp_min(torch.finfo(g.dtype).tiny)
+
+
+def has_map(maps: torch.Tensor) -> torch.Tensor:
+    """Which samples have an attention map: normalized maps have norm 1, missing ones are zero."""
+    return maps.detach().float().norm(dim=1) > 0.5
 
 
 def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
-    r"""Mean squared difference of two normalized maps: :math:`\tfrac{1}{N\,HW}\sum (Q_s - Q_t)^2`."""
-    return (student_map - teacher_map.to(student_map.dtype)).pow(2).mean()
+    r"""Mean over samples of the mean squared difference of two normalized maps,
+    :math:`\tfrac{1}{N}\sum_n \tfrac{1}{HW}\sum_j (Q_{s,nj} - Q_{t,nj})^2`, over the samples
+    where both maps exist (`has_map`); 0 when none does."""
+    teacher_map = teacher_map.to(student_map.dtype)
+    per_sample = (student_map - teacher_map).pow(2).mean(1)
+    both = has_map(student_map) & has_map(teacher_map)
+    return (per_sample * both).sum() / both.sum().clamp(min=1)
 
 
 def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor,

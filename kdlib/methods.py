@@ -2,15 +2,17 @@
 
 A recipe takes the model, a batch (x, y), the teacher's targets for that batch and the
 config, and returns the logits and its named, already weighted loss terms; the engine sums
-the terms. `needs` says which teacher targets the engine must provide:
+the terms. `needs` says which teacher targets the engine must provide; `knobs` which Config
+fields the recipe reads beyond the shared recipe (results compare runs on everything else):
 
     ce          CE(s, y)
     kd          (1 - a) CE(s, y) + a T^2 KL(softmax(t/T) || softmax(s/T))      (Hinton 2015)
-    grad_at     CE(s, y) + b sum_stages ||G_s - G_t||^2   gradient (saliency) attention
-    act_at      CE(s, y) + b sum_stages ||Q_s - Q_t||^2   squared-activation attention (Zagoruyko 2017)
-    kd_grad_at  kd + b sum_stages ||G_s - G_t||^2
+    grad_at     CE(s, y) + b sum_stages mean_n mean_j (G_s - G_t)^2   gradient (saliency) attention
+    act_at      CE(s, y) + b sum_stages mean_n mean_j (Q_s - Q_t)^2   squared-activation attention (Zagoruyko 2017)
+    kd_grad_at  kd + b sum_stages mean_n mean_j (G_s - G_t)^2
 
-with a = cfg.kd_weight, T = cfg.temperature, b = cfg.beta.
+with a = cfg.kd_weight, T = cfg.temperature, b = cfg.beta; Q and G are the normalized maps
+of `kdlib.losses`, compared per sample and position (j) and averaged over the batch (n).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Method:
     title: str
     needs: tuple[str, ...]  # teacher targets: "logits", "act" and/or "grad"
     loss: Callable
+    knobs: tuple[str, ...] = ()  # the Config fields only this recipe reads
 
 
 def _ce(model, x, y, targets, cfg):
@@ -55,10 +58,8 @@ def _act_at(model, x, y, targets, cfg):
 
 
 def _student_gradient_maps(logits, y, stages):
-    # Summed CE so that each sample's map is its own gradient; create_graph so the
-    # attention loss can train the student through the maps.
-    loss = F.cross_entropy(logits, y, reduction="sum")
-    return gradient_attention(loss, stages, create_graph=True)
+    # create_graph: the attention loss trains the student through its maps.
+    return gradient_attention(logits, y, stages, create_graph=True)
 
 
 def _grad_at(model, x, y, targets, cfg):
@@ -77,11 +78,15 @@ def _kd_grad_at(model, x, y, targets, cfg):
 
 METHODS = {m.name: m for m in [
     Method("ce", "cross-entropy only", (), _ce),
-    Method("kd", "KD (soft targets)", ("logits",), _kd),
-    Method("grad_at", "gradient attention", ("grad",), _grad_at),
-    Method("act_at", "squared-activation attention", ("act",), _act_at),
-    Method("kd_grad_at", "KD + gradient attention", ("logits", "grad"), _kd_grad_at),
+    Method("kd", "KD (soft targets)", ("logits",), _kd, ("temperature", "kd_weight")),
+    Method("grad_at", "gradient attention", ("grad",), _grad_at, ("beta",)),
+    Method("act_at", "squared-activation attention", ("act",), _act_at, ("beta",)),
+    Method("kd_grad_at", "KD + gradient attention", ("logits", "grad"), _kd_grad_at,
+           ("temperature", "kd_weight", "beta")),
 ]}
+
+
+KNOBS = sorted({k for m in METHODS.values() for k in m.knobs})
 
 
 def get(name: str | Method) -> Method:

@@ -56,13 +56,14 @@ def accuracy_bars(table, title: str = "Test accuracy, mean ± std over seeds") -
     """Bars of mean accuracy with std error bars, and the reference numbers as markers."""
     fig, ax = plt.subplots(figsize=(8, 3.8))
     x = np.arange(len(table))
-    ax.bar(x, table["mean"], yerr=table["std"], capsize=4, color=sns.color_palette("deep", len(table)),
-           label="this series")
+    spread = table["std"].fillna(0.0)  # one seed: no error bar
+    ax.bar(x, table["mean"], yerr=table["std"].where(table["n_seeds"] > 1), capsize=4,
+           color=sns.color_palette("deep", len(table)), label="this series")
     ax.scatter(x, table["reference"], marker="_", s=600, color="black", zorder=3, label="reference")
-    for xi, (m, s) in enumerate(zip(table["mean"], table["std"])):
+    for xi, (m, s) in enumerate(zip(table["mean"], spread)):
         ax.text(xi, m + s + 0.3, f"{m:.1f}", ha="center", fontsize=8)
-    low = np.nanmin(np.r_[table["mean"] - table["std"], table["reference"]])
-    high = np.nanmax(np.r_[table["mean"] + table["std"], table["reference"]])
+    low = np.nanmin(np.r_[table["mean"] - spread, table["reference"]])
+    high = np.nanmax(np.r_[table["mean"] + spread, table["reference"]])
     ax.set_ylim(max(0, low - 5), min(100, high + 3))
     ax.set_xticks(x, [LABELS.get(m, m) for m in table["method"]])
     ax.set(ylabel="test accuracy (%)", title=title)

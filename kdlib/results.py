@@ -1,61 +1,145 @@
 """One JSON record per run, written atomically and never over another; records to tables.
 
-A record holds: method, seed, config, metrics, history, data source, device, seconds, time.
-`table(records)` gives mean ± std over seeds per method, with the reference accuracies.
+A record holds: method, seed, config, metrics, history, data source, device, seconds, time,
+and the run's identity (settings, data content and size, teacher and own weights, device
+type, precision, code version; see `kdlib.experiment.identity`).
+
+`table(records)` gives mean ± std over seeds per method, with the reference accuracies. A
+table, and the paired differences, only ever put together records that may be compared:
+`comparable` keeps the runs that match the newest one in data, sizes, teacher, shared
+settings and code, and per method the settings of its newest run; it says what it left out.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
-from dataclasses import asdict
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+
+from .files import write_text
+from .methods import KNOBS, METHODS
 
 # The reference table this series starts from (one run each, percent).
 REFERENCE = {"teacher": 83.84, "ce": 72.35, "kd": 74.54, "grad_at": 72.50,
              "act_at": 72.69, "kd_grad_at": 73.29}
 ORDER = list(REFERENCE)
+# What a student run's result depends on besides its settings (see experiment.identity).
+IDENTITY = ("source", "data", "n_train", "n_test", "device_type", "precision", "code")
 
 
 def record(run, name: str | None = None, **extra) -> dict:
     """The JSON-ready record of a `kdlib.train.Run`; `name` overrides the method (e.g. "teacher")."""
+    from dataclasses import asdict
     return {"method": name or run.method, "seed": run.config.seed, "config": asdict(run.config),
             "metrics": run.metrics, "history": run.history, "source": run.source,
-            "device": run.device, "seconds": run.seconds,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+            "device": run.device, "seconds": run.seconds, "time": now(), **extra}
+
+
+def now() -> str:
+    """UTC time to the microsecond, ISO 8601: records sort by it (file times change on copy)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def save(rec: dict, folder: str | os.PathLike) -> Path:
     """Write a record as a new file in `folder`; an earlier record is never overwritten and a
-    crash mid-write leaves no partial file (written to a temporary name, then renamed)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{rec['method']}-seed{rec['seed']}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    path = folder / f"{stem}.json"
-    tmp = folder / f".{stem}.tmp"
-    tmp.write_text(json.dumps(rec, indent=1))
-    os.replace(tmp, path)
-    return path
+    failed or interrupted write leaves no file, partial or temporary."""
+    rec = {**rec, "time": rec.get("time") or now()}
+    stamp = rec["time"].replace(":", "").replace("-", "")[:15]
+    path = Path(folder) / f"{rec['method']}-seed{rec['seed']}-{stamp}-{uuid.uuid4().hex[:6]}.json"
+    return write_text(path, json.dumps(rec, indent=1))
 
 
 def load(folder: str | os.PathLike) -> list[dict]:
-    """Every record in `folder`, oldest first."""
+    """Every record in `folder`, oldest first by the time stored in it (not the file's)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"), key=os.path.getmtime)]
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return sorted(records, key=lambda r: r.get("time", ""))
 
 
 def latest_per_seed(records: list[dict]) -> list[dict]:
-    """The newest record of each (method, seed): re-running a seed replaces it in tables."""
+    """The newest record of each (method, seed): re-running a seed replaces it in tables.
+    `records` oldest first, as `load` and `comparable` give them."""
     latest = {}
     for rec in records:
         latest[(rec["method"], rec["seed"])] = rec
     return list(latest.values())
+
+
+def _settings(rec: dict, own: bool) -> dict:
+    """The settings of a record that decide its result: without the seed, and with or without
+    (own) the method's own knobs; the knobs its method does not read are never compared."""
+    config = rec.get("settings") or {k: v for k, v in rec.get("config", {}).items()
+                                     if k not in ("progress", "device", "amp")}
+    method_knobs = METHODS[rec["method"]].knobs if rec["method"] in METHODS else ()
+    return {k: v for k, v in config.items()
+            if k != "seed" and (k not in KNOBS or (own and k in method_knobs))}
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    """The names of the fields in which two records' identities differ."""
+    keys = [*IDENTITY, "teacher"]
+    out = [k for k in keys if a.get(k) != b.get(k) and not (k == "teacher" and None in (a.get(k), b.get(k)))]
+    sa, sb = _settings(a, own=False), _settings(b, own=False)
+    return out + [k for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]
+
+
+def comparable(records: list[dict], warn: bool = True) -> list[dict]:
+    """The records one table may show together, oldest first, each (method, seed) once.
+
+    The newest student run sets what is compared: a student record is kept when its data,
+    sizes, device type, precision, code, teacher (a CE run trained without one matches any)
+    and settings other than its method's knobs equal that run's; within a method, only the
+    records with the knobs of its newest kept run. The teacher row is the teacher whose
+    weights the kept students distilled from. Whatever is left out is said in a warning.
+    """
+    records = sorted(records, key=lambda r: r.get("time", ""))
+    students = [r for r in records if r["method"] != "teacher"]
+    notes: dict[str, list[str]] = {}
+    kept: list[dict] = []
+    if students:
+        anchor = students[-1]
+        own_settings: dict[str, dict] = {}
+        for rec in reversed(students):
+            differ = _differences(rec, anchor)
+            if not differ:
+                own = own_settings.setdefault(rec["method"], _settings(rec, own=True))
+                mine = _settings(rec, own=True)
+                differ = [f"{k}" for k in sorted(set(own) | set(mine)) if own.get(k) != mine.get(k)]
+                if not differ:
+                    kept.append(rec)
+                    continue
+            notes.setdefault(rec["method"], []).extend(differ)
+        kept.reverse()
+        teacher_id = next((r["teacher"] for r in reversed(kept) if r.get("teacher")), None)
+        teachers = [r for r in records if r["method"] == "teacher" and _is_teacher(r, teacher_id, anchor)]
+    else:
+        teachers = [r for r in records if r["method"] == "teacher"]
+    left_out = [r for r in records if r["method"] == "teacher" and r not in teachers[-1:]]
+    if left_out and students:
+        notes.setdefault("teacher", []).append("not the teacher of these students")
+    if warn:
+        for method, fields in notes.items():
+            n = sum(1 for r in records if r["method"] == method) - sum(1 for r in kept + teachers[-1:] if r["method"] == method)
+            warnings.warn(f"Left out {n} {method!r} record(s) not comparable with the newest run "
+                          f"({students[-1]['method'] + ' seed ' + str(students[-1]['seed']) if students else 'teacher'}, "
+                          f"{(students or teachers)[-1].get('time', '?')}): they differ in "
+                          f"{', '.join(dict.fromkeys(fields))}. Keep each experiment in its own "
+                          "results_dir to compare it in full.", stacklevel=3)
+    return latest_per_seed(teachers[-1:] + kept)
+
+
+def _is_teacher(rec: dict, teacher_id: str | None, anchor: dict) -> bool:
+    if rec.get("weights") is not None:
+        return rec["weights"] == teacher_id
+    # Records written before weights were stored: the teacher trained on the same data.
+    return all(rec.get(k) == anchor.get(k) for k in ("source", "n_train", "n_test"))
 
 
 def frame(records: list[dict]) -> pd.DataFrame:
@@ -64,7 +148,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
              "accuracy": 100 * r["metrics"]["accuracy"],
              "teacher_agreement": 100 * r["metrics"].get("teacher_agreement", float("nan")),
              "ece": r["metrics"].get("ece", float("nan")), "seconds": r["seconds"]}
-            for r in latest_per_seed(records)]
+            for r in comparable(records)]
     return pd.DataFrame(rows, columns=["method", "seed", "accuracy", "teacher_agreement", "ece", "seconds"])
 
 
@@ -72,7 +156,8 @@ def table(records: list[dict]) -> pd.DataFrame:
     """Mean ± std over seeds per method, in the series' order, with the reference numbers.
 
     Columns: method, n_seeds, mean, std, reference (accuracies in percent), plus mean
-    teacher agreement, ECE and seconds. std is the sample std (ddof=1); 0 for one seed.
+    teacher agreement, ECE and seconds. std is the sample std (ddof=1), NaN for one seed.
+    Only comparable records are used (see `comparable`).
     """
     runs = frame(records)
     if runs.empty:
@@ -81,7 +166,7 @@ def table(records: list[dict]) -> pd.DataFrame:
     out = pd.DataFrame({
         "n_seeds": grouped["seed"].nunique(),
         "mean": grouped["accuracy"].mean(),
-        "std": grouped["accuracy"].std(ddof=1).fillna(0.0),
+        "std": grouped["accuracy"].std(ddof=1),  # NaN for one seed: no spread to show
         "teacher_agreement": grouped["teacher_agreement"].mean(),
         "ece": grouped["ece"].mean(),
         "seconds": grouped["seconds"].mean(),
@@ -95,7 +180,7 @@ def table(records: list[dict]) -> pd.DataFrame:
 def per_class_accuracy(records: list[dict]) -> dict[str, list[float]]:
     """Per-class test accuracy (fractions) of each method, averaged over its seeds, in ORDER."""
     runs: dict[str, list[list[float]]] = {}
-    for rec in latest_per_seed(records):
+    for rec in comparable(records):
         runs.setdefault(rec["method"], []).append(rec["metrics"]["per_class_accuracy"])
     known = [m for m in ORDER if m in runs] + sorted(m for m in runs if m not in ORDER)
     return {m: [sum(col) / len(col) for col in zip(*runs[m])] for m in known}
@@ -128,17 +213,15 @@ def paired_differences(records: list[dict], baseline: str = "ce") -> pd.DataFram
 
 def write_csv(tab: pd.DataFrame, path: str | os.PathLike) -> Path:
     """The published columns (method, n_seeds, mean, std, reference), percent to 2 decimals."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tab[["method", "n_seeds", "mean", "std", "reference"]].round(2).to_csv(path, index=False)
-    return path
+    return write_text(path, tab[["method", "n_seeds", "mean", "std", "reference"]].round(2).to_csv(index=False))
 
 
 def format_table(tab: pd.DataFrame) -> str:
-    """The table as Markdown: accuracy as mean ± std (%)."""
+    """The table as Markdown: accuracy as mean ± std (%), the mean alone for one seed."""
     lines = ["| method | seeds | accuracy (%) | reference (%) | agreement with teacher (%) | ECE |",
              "|---|---|---|---|---|---|"]
     for r in tab.itertuples():
-        lines.append(f"| {r.method} | {r.n_seeds} | {r.mean:.2f} ± {r.std:.2f} | {r.reference:.2f} "
+        accuracy = f"{r.mean:.2f}" if r.n_seeds < 2 else f"{r.mean:.2f} ± {r.std:.2f}"
+        lines.append(f"| {r.method} | {r.n_seeds} | {accuracy} | {r.reference:.2f} "
                      f"| {r.teacher_agreement:.1f} | {r.ece:.3f} |")
     return "\n".join(lines)

@@ -10,18 +10,29 @@ Profiles (any parameter can be overridden with -p):
     tutorial  the official tutorial's recipe: Adam 1e-3, 10 epochs, no augmentation, T=2
 
 Executed notebooks, records, checkpoints and figures go into RUN_DIR (never over the
-sources); the table goes to RUN_DIR/results.csv and RUN_DIR/table.md.
+sources); the table goes to RUN_DIR/results.csv and RUN_DIR/table.md. Every parameter is
+checked before anything runs. RUN_DIR must be new, empty or hold a kdlib run; a notebook's
+executed copy and figures replace the earlier ones only once it has run to the end, so a
+failed or interrupted run leaves the earlier run's files as they were.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
+from .files import write_text
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+REPOSITORY = NOTEBOOK_DIR.parent
+MARKER = ".kdlib-run"    # written into a run folder when a run starts
+STAGING = ".partial"     # a notebook's outputs until it has run to the end
 NOTEBOOKS = ["01_teacher.ipynb", "02_student_baseline.ipynb", "03_kd_logits.ipynb",
              "04_grad_attention.ipynb", "05_squared_attention.ipynb", "06_combined.ipynb",
              "07_sweeps.ipynb"]
@@ -78,9 +89,17 @@ def declared(notebook: str, params: dict) -> dict:
 
 
 def preflight(params: dict) -> None:
-    """Load the data once before any notebook runs: it fails at once, with advice, when the
-    source cannot be had (no network, wrong path), and leaves it cached for the notebooks."""
+    """Check every parameter, the device and the data before any notebook runs: each fails at
+    once with what is wrong and how to fix it. Loading the data also leaves it cached for
+    the notebooks."""
+    from .checks import ParameterError, check, check_device
     from .data import DataError, load
+    try:
+        check(params, where="-p values and profile")
+        check_device(params["device"])
+    except ParameterError as error:
+        raise SystemExit(f"kdlib.series: {error}\nNothing was run. Fix the value with -p NAME VALUE "
+                         "(VALUE as a Python literal: 3, 0.5, [0, 1], None, True).")
     try:
         splits = load(params["data"], n_train=params["n_train"], n_test=params["n_test"])
     except DataError as error:
@@ -88,31 +107,88 @@ def preflight(params: dict) -> None:
     print(f"data: {splits}")
 
 
-def run(profile: str = "full", out: Path | None = None, overrides=(), notebooks=None) -> Path:
+def holds_run(folder: Path) -> bool:
+    """Whether a folder holds a kdlib run: its marker, or records of one (runs made before
+    the marker existed)."""
+    return (folder / MARKER).is_file() or any((folder / "results").glob("*.json"))
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A run folder is new, empty, or holds a kdlib run, and is never part of the sources."""
+    sources = [REPOSITORY / name for name in ("notebooks", "figures", "kdlib", "tests", "weights", ".git", ".ci")]
+    if run_dir == REPOSITORY or any(run_dir == folder or folder in run_dir.parents for folder in sources):
+        raise SystemExit(f"kdlib.series: {run_dir} is part of the repository's sources; a run would "
+                         "write over them. Choose a run folder elsewhere (default: runs/PROFILE-TIME).")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SystemExit(f"kdlib.series: {run_dir} is a file, not a run folder.")
+    empty = not run_dir.exists() or not any(run_dir.iterdir())
+    if resume:
+        if not run_dir.is_dir():
+            raise SystemExit(f"kdlib.series: --resume {run_dir}: no such run folder.")
+        if not holds_run(run_dir):
+            raise SystemExit(f"kdlib.series: --resume {run_dir}: "
+                             + ("the folder is empty: there is nothing to reuse. Start the run "
+                                "with --out instead." if empty else
+                                "it holds no kdlib run (no records, no .kdlib-run marker). Give "
+                                "the folder of an earlier run, or start one with --out."))
+        if not any((run_dir / "results").glob("*.json")):
+            print(f"--resume {run_dir}: no finished run to reuse there yet; every run will be trained.")
+    elif not empty and not holds_run(run_dir):
+        raise SystemExit(f"kdlib.series: --out {run_dir} already holds other files and no kdlib run. "
+                         "Choose a new or empty folder.")
+
+
+def run(profile: str = "full", out: Path | None = None, overrides=(), notebooks=None,
+        resume: bool = False) -> Path:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     run_dir = (out or Path("runs") / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    params = parameters(profile, list(overrides), run_dir)
+    overrides = list(overrides) + ([("reuse", "True")] if resume else [])
+    params = parameters(profile, overrides, run_dir)
+    check_run_dir(run_dir, resume)
     preflight(params)
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / MARKER, json.dumps({"profile": profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                             "overrides": [list(o) for o in overrides]}) + "\n")
+    stage = run_dir / STAGING
     started = time.perf_counter()
-    for name in notebooks or NOTEBOOKS:
-        output = run_dir / name
-        print(f"\n== {name} -> {output}", flush=True)
-        t0 = time.perf_counter()
-        try:
-            papermill.execute_notebook(NOTEBOOK_DIR / name, output, parameters=declared(name, params),
-                                       cwd=str(NOTEBOOK_DIR), kernel_name="python3",
-                                       progress_bar=True, log_output=False)
-        except PapermillExecutionError as error:
-            raise SystemExit(f"kdlib.series: {name} failed in cell {error.exec_count} "
-                             f"({error.ename}: {error.evalue}).\nThe executed notebook, with the "
-                             f"traceback, is {output}. Later notebooks were not run.")
-        print(f"   {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    try:
+        for name in notebooks or NOTEBOOKS:
+            shutil.rmtree(stage, ignore_errors=True)
+            stage.mkdir()
+            staged = stage / name
+            print(f"\n== {name} -> {run_dir / name}", flush=True)
+            t0 = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    NOTEBOOK_DIR / name, staged,
+                    parameters=declared(name, {**params, "figures_dir": str(stage / "figures")}),
+                    cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=True, log_output=False)
+            except PapermillExecutionError as error:
+                failed = run_dir / "failed" / name
+                failed.parent.mkdir(exist_ok=True)
+                os.replace(staged, failed)
+                raise SystemExit(f"kdlib.series: {name} failed in cell {error.exec_count} "
+                                 f"({error.ename}: {error.evalue}).\nThe executed notebook, with the "
+                                 f"traceback, is {failed}. Later notebooks were not run; the run "
+                                 f"folder's earlier notebooks and figures are as they were.")
+            _move_into(stage, run_dir)
+            print(f"   {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # a failed notebook's figures never replace good ones
     print(f"\nseries ({profile}) done in {time.perf_counter() - started:.0f} s; outputs in {run_dir}")
     print_table(run_dir)
     return run_dir
+
+
+def _move_into(stage: Path, run_dir: Path) -> None:
+    """A finished notebook's outputs (the executed notebook, its figures) into the run folder."""
+    for path in sorted(stage.rglob("*")):
+        if path.is_file():
+            target = run_dir / path.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
 
 
 def print_table(run_dir: Path) -> None:
@@ -121,7 +197,7 @@ def print_table(run_dir: Path) -> None:
     table = results.table(records)
     results.write_csv(table, run_dir / "results.csv")
     markdown = results.format_table(table)
-    (run_dir / "table.md").write_text(markdown + "\n")
+    write_text(run_dir / "table.md", markdown + "\n")
     print(markdown)
 
 
@@ -133,7 +209,12 @@ def publish(run_dir: Path) -> None:
 
     import nbformat
 
-    for name in NOTEBOOKS:
+    present = [name for name in NOTEBOOKS if (run_dir / name).is_file()]
+    if not present:
+        raise SystemExit(f"kdlib.series: --publish {run_dir}: no executed notebook there.")
+    for name in sorted(set(NOTEBOOKS) - set(present)):
+        print(f"{name}: not in {run_dir}; the repository keeps its own copy")
+    for name in present:
         nb = nbformat.read(run_dir / name, as_version=4)
         nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
         for cell in nb.cells:
@@ -167,10 +248,8 @@ def main(argv=None) -> None:
     if args.resume:
         if args.out and args.out != args.resume:
             raise SystemExit("--resume RUN_DIR writes into RUN_DIR: leave out --out.")
-        if not args.resume.is_dir():
-            raise SystemExit(f"--resume {args.resume}: no such run folder.")
-        args.out, args.parameter = args.resume, [*args.parameter, ("reuse", "True")]
-    run(args.profile, args.out, args.parameter, args.notebooks)
+        args.out = args.resume
+    run(args.profile, args.out, args.parameter, args.notebooks, resume=bool(args.resume))
 
 
 if __name__ == "__main__":

@@ -22,17 +22,26 @@ import hashlib
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data, methods
+from . import checks, data, methods
+from .files import digest, load_tensors, save_tensors, source_digest
 from .losses import activation_attention, expected_calibration_error, gradient_attention
-from .models import build, forward_features
+from .models import ARCHITECTURES, build, forward_features
+
+# The version of the code that decides what a run produces: a hash of these modules. It is
+# part of every cache key, record and checkpoint, so that after a fix `--resume` and the
+# caches retrain instead of reusing what the old code made (an edited comment retrains too:
+# erring that way costs minutes, the other way a wrong table).
+CODE_VERSION = source_digest(*(Path(__file__).with_name(f"{m}.py")
+                               for m in ("data", "losses", "methods", "models", "train")))
 
 
 @dataclass
@@ -58,19 +67,7 @@ class Config:
     eval_every: int = 1           # test accuracy every k epochs (and after the last)
 
     def __post_init__(self):
-        checks = {
-            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-            "views": self.views >= 0, "temperature": self.temperature > 0,
-            "kd_weight": 0 <= self.kd_weight <= 1, "beta": self.beta >= 0,
-            "schedule": self.schedule in ("onecycle", "constant"),
-            "amp": self.amp in ("auto", "bf16", "off"), "eval_every": self.eval_every >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"Invalid training config: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}. "
-                             "Expected epochs, batch_size, eval_every >= 1; lr, temperature > 0; "
-                             "views, beta >= 0; 0 <= kd_weight <= 1; schedule 'onecycle' or "
-                             "'constant'; amp 'auto', 'bf16' or 'off'.")
+        checks.check(asdict(self), where="kdlib.train.Config")
 
     @property
     def fixed_views(self) -> bool:
@@ -98,20 +95,35 @@ class Run:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """The torch device that `device` ("auto", "cpu", "cuda", ...) means here; a clear
+    ParameterError when it does not exist."""
+    checks.check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!s} was asked for but CUDA is not available here. "
-                           "Use device='auto' or 'cpu'.")
-    return device
+    return torch.device(device)
+
+
+def precision(device: torch.device, amp: str = "auto") -> str:
+    """The arithmetic a run uses: "bf16" (autocast) or "float32". bf16 where it pays: on CUDA
+    by default; on the CPU only when asked, as it is much slower than float32 on CPUs
+    without native bf16 (kdlib.bench measures it)."""
+    return "bf16" if amp == "bf16" or (amp == "auto" and device.type == "cuda") else "float32"
 
 
 def autocast(device: torch.device, amp: str = "auto"):
-    """bf16 autocast where it pays: on CUDA by default. On CPU only when asked ("bf16"):
-    it is much slower than float32 on CPUs without native bf16 (kdlib.bench measures it)."""
-    enabled = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+    if precision(device, amp) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def run_identity(cfg: Config) -> dict:
+    """What decides a run's result beyond its data and teacher: its settings (without the
+    display-only `progress`, and with the device and precision actually used instead of
+    "auto") and the code version."""
+    device = resolve_device(cfg.device)
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "device", "amp")}
+    return {"settings": settings, "device_type": device.type,
+            "precision": precision(device, cfg.amp), "code": CODE_VERSION}
 
 
 def describe_device(device: torch.device) -> str:
@@ -124,16 +136,35 @@ def describe_device(device: torch.device) -> str:
 
 @dataclass
 class Targets:
-    """Teacher outputs for every (image, view): logits (N, V, K); maps (N, V, H*W) per stage."""
+    """Teacher outputs for every (image, view): logits (N, V, K); maps (N, V, H*W) per stage.
+    `teacher` and `data` are the digests of the weights and training images they came from."""
 
     views: torch.Tensor                               # (N, V, 3) crop offsets and flip
     logits: torch.Tensor | None = None
     act: list[torch.Tensor] = field(default_factory=list)
     grad: list[torch.Tensor] = field(default_factory=list)
+    teacher: str = ""
+    data: str = ""
 
     def to(self, device) -> "Targets":
         return Targets(self.views.to(device), None if self.logits is None else self.logits.to(device),
-                       [m.to(device) for m in self.act], [m.to(device) for m in self.grad])
+                       [m.to(device) for m in self.act], [m.to(device) for m in self.grad],
+                       self.teacher, self.data)
+
+    def check(self, splits: data.Splits, cfg: Config, teacher: nn.Module | None = None) -> None:
+        """Raise ValueError unless these are the targets for exactly these images, views and teacher."""
+        wrong = []
+        if self.data != splits.fingerprint:
+            wrong.append("another training set")
+        if not torch.equal(self.views.cpu(), make_views(len(splits.y_train), cfg)):
+            wrong.append(f"other views (this run: augment={cfg.augment}, views={cfg.views}, "
+                         f"view_seed={cfg.view_seed})")
+        if teacher is not None and self.teacher != weights_digest(teacher):
+            wrong.append("another teacher")
+        if wrong:
+            raise ValueError(f"The teacher targets given to fit were computed for {' and '.join(wrong)}. "
+                             "Leave `targets` out (fit computes them), or compute them with "
+                             "kdlib.teacher_targets(teacher, splits, cfg) for this run's data and config.")
 
     def gather(self, index: torch.Tensor, view: torch.Tensor) -> dict:
         out = {}
@@ -162,8 +193,7 @@ def distillation_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, nee
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)  # makes the stage outputs part of a graph
             logits, stages = forward_features(model, x)
-            loss = F.cross_entropy(logits.float(), y, reduction="sum")
-            out["grad"] = [m.detach() for m in gradient_attention(loss, stages)]
+            out["grad"] = [m.detach() for m in gradient_attention(logits, y, stages)]
         logits, stages = logits.detach(), [f.detach() for f in stages]
     else:
         with torch.no_grad():
@@ -184,15 +214,22 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     view, computed once (all three: the gradient pass yields the other two almost free).
 
     Cached on disk (in kdlib's cache folder) under a key of the teacher's weights, the
-    training images and the views, so every student run of a series shares them.
+    training images, the views, the precision and the code version, so every student run
+    of a series shares them. A damaged cache file is computed again, with a warning.
     """
+    device = resolve_device(cfg.device)
     views = make_views(len(splits.y_train), cfg)
-    key = _fingerprint(teacher, splits, views)
+    teacher_id = weights_digest(teacher)
+    key = hashlib.sha1(f"{digest(views)} {teacher_id} {splits.fingerprint} "
+                       f"{precision(device, cfg.amp)} {CODE_VERSION}".encode()).hexdigest()[:16]
     path = data.cache_dir() / "targets" / f"{key}.pt"
     if cache and path.is_file():
-        return Targets(**torch.load(path))
+        try:
+            return Targets(**load_tensors(path))
+        except Exception as error:  # truncated, damaged or foreign: compute them again
+            warnings.warn(f"The cached teacher targets {path} could not be read ({type(error).__name__}: "
+                          f"{error}); computing them again.", stacklevel=2)
 
-    device = resolve_device(cfg.device)
     teacher = teacher.to(device, memory_format=torch.channels_last).eval()
     n, v = views.shape[:2]
     flat_views = views.view(n * v, 3)
@@ -211,7 +248,7 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     def stack(name, dtype):
         return torch.cat(chunks[name]).to("cpu", dtype).view(n, v, -1)
 
-    targets = Targets(views=views)
+    targets = Targets(views=views, teacher=teacher_id, data=splits.fingerprint)
     if "logits" in chunks:
         targets.logits = stack("logits", torch.float32)
     for name in ("act", "grad"):  # maps as float16: half the memory, ample precision
@@ -219,20 +256,13 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
             setattr(targets, name, [torch.cat(stage).to("cpu", torch.float16).view(n, v, -1)
                                     for stage in zip(*chunks[name])])
     if cache:
-        _save_atomic(vars(targets), path)
+        save_tensors(vars(targets), path)
     return targets
 
 
-def _fingerprint(teacher, splits, views) -> str:
-    return digest(*teacher.state_dict().values(), splits.x_train, splits.y_train, views)
-
-
-def digest(*tensors: torch.Tensor) -> str:
-    """A short content hash of tensors (their bytes): names caches and identifies weights."""
-    h = hashlib.sha1()
-    for tensor in tensors:
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+def weights_digest(model: nn.Module) -> str:
+    """The identity of a model's weights (what records call its "teacher" or "weights")."""
+    return digest(*getattr(model, "_orig_mod", model).state_dict().values())
 
 
 def _batch(splits, index, views, augment, device) -> torch.Tensor:
@@ -249,8 +279,15 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
     """Train `model` on `splits.x_train` with a method's loss; return a `Run`.
 
     method: "ce", "kd", "grad_at", "act_at" or "kd_grad_at" (see kdlib.methods).
-    teacher: needed by every method but "ce". targets: precomputed `teacher_targets`
-    (computed here, or read from the cache, when not given).
+    teacher: needed by every method but "ce" (given for "ce", it is used for the metrics'
+    agreement with the teacher only). targets: precomputed `teacher_targets` for exactly
+    these splits, views and teacher (checked; computed here, or read from the cache, when
+    not given).
+
+    The one-cycle schedule (Adam, `cfg.schedule="onecycle"`) steps once per batch: the rate
+    rises from lr/25 to lr over the first 30% of steps, then anneals to lr/25e4, and, as
+    torch's OneCycleLR does by default, Adam's beta1 cycles the other way (0.95 -> 0.85 ->
+    0.95). The history's `lr` is the rate of each epoch's last step.
     """
     cfg = cfg or Config()
     recipe = methods.get(method)
@@ -267,12 +304,17 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
     model = model.to(device, memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     n = len(splits.y_train)
+    if n == 0 or len(splits.y_test) == 0:
+        raise ValueError(f"{splits!r} has no training or no test images: give kdlib.load a source "
+                         "with both, and n_train / n_test of at least 1.")
     steps_per_epoch = math.ceil(n / cfg.batch_size)
 
     fixed_views = cfg.fixed_views
     live_teacher = bool(recipe.needs) and not fixed_views
     if recipe.needs and fixed_views and targets is None:
         targets = teacher_targets(teacher, splits, cfg)
+    if targets is not None:
+        targets.check(splits, cfg, teacher)
     view_table = targets.views if targets is not None else (make_views(n, cfg) if fixed_views else None)
     if targets is not None:
         targets = targets.to(splits.device)
@@ -316,6 +358,7 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
                 loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            step_lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -328,7 +371,7 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
         correct, loss_sum = totals.tolist()
         row = {"epoch": epoch, "loss": loss_sum / n, "train_acc": correct / n,
                **{f"loss_{k}": float(v) / n for k, v in terms_sum.items()},
-               "lr": optimizer.param_groups[0]["lr"],
+               "lr": step_lr,
                "seconds": time.perf_counter() - epoch_start}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             row["test_acc"] = evaluate(model, splits, cfg=cfg, detailed=False)["accuracy"]
@@ -414,24 +457,31 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
-    """Write model weights with their architecture and class count, atomically."""
+    """Write model weights with their architecture and class count, atomically. `meta` must
+    hold plain values (str, numbers, bool, None, lists, dicts): loading runs no code."""
     model = getattr(model, "_orig_mod", model)  # the module under torch.compile
     payload = {"architecture": type(model).__name__, "num_classes": model.num_classes,
                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta}
-    return _save_atomic(payload, Path(path))
+    return save_tensors(payload, Path(path))
 
 
 def load_checkpoint(path: str | os.PathLike, architecture: str | None = None,
                     num_classes: int | None = None, hint: str = "") -> nn.Module:
-    """A model rebuilt from `save_checkpoint`'s file, checked against what the caller expects."""
+    """A model rebuilt from `save_checkpoint`'s file, checked against what the caller expects.
+    Read with torch's weights-only unpickler: a planted file cannot run code."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"No checkpoint at {path}. {hint or 'Train and save the model first.'}")
     try:
-        payload = torch.load(path, map_location="cpu")
+        payload = load_tensors(path)
         found, classes = payload["architecture"], payload["num_classes"]
     except Exception as error:
-        raise CheckpointError(f"{path} is not a kdlib checkpoint ({error}). {hint}") from error
+        raise CheckpointError(f"{path} is not a readable kdlib checkpoint ({type(error).__name__}: "
+                              f"{error}). Replace it, or train the model again. {hint}") from None
+    if found not in ARCHITECTURES or not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise CheckpointError(f"{path} has a damaged header: architecture {found!r} (kdlib builds "
+                              f"{sorted(ARCHITECTURES)}), {classes!r} classes (expected an integer "
+                              f">= 1). Replace it, or train the model again. {hint}")
     if architecture is not None and found != architecture:
         raise CheckpointError(f"{path} holds a {found}, not the {architecture} expected here. "
                               f"Point to a {architecture} checkpoint. {hint}")
@@ -439,17 +489,12 @@ def load_checkpoint(path: str | os.PathLike, architecture: str | None = None,
         raise CheckpointError(f"{path} holds a {found} for {classes} classes, but the data has "
                               f"{num_classes}. Retrain it on this data source. {hint}")
     model = build(found, classes)
-    model.load_state_dict(payload["state_dict"])
-    model.checkpoint_meta = payload.get("meta", {})
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except Exception as error:
+        raise CheckpointError(f"{path}: its weights do not fit a {found} for {classes} classes "
+                              f"({type(error).__name__}: {str(error)[:300]}). Replace it, or train "
+                              f"the model again. {hint}") from None
+    meta = payload.get("meta", {})
+    model.checkpoint_meta = meta if isinstance(meta, dict) else {}
     return model
-
-
-def _save_atomic(obj, path: Path) -> Path:
-    """torch.save to a temporary file, then rename: an interrupted write never leaves a
-    truncated file in place of an earlier good one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
-

@@ -85,7 +85,7 @@ def test_showcase_takes_one_image_per_class_in_turn():
     ("missing", "does not exist"),
     ("no_test", "has no test/ folder"),
     ("different_classes", "different class folders"),
-    ("empty_class", "is empty"),
+    ("empty_class", "has no files"),
     ("not_an_image", "notes.txt"),
     ("corrupt", "broken.jpg"),
 ])
@@ -140,3 +140,97 @@ def test_random_views_differ_per_image():
     views = data.random_views(1000, torch.Generator().manual_seed(0))
     assert views[:, :2].min() == 0 and views[:, :2].max() == 2 * data.CROP_PADDING
     assert len(set(map(tuple, views.tolist()))) > 100
+
+
+def _archive(tmp_path, root, name="images.tar.gz"):
+    archive = tmp_path / name
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(root, arcname="images")
+    return archive
+
+
+def test_a_truncated_archive_is_named_and_leaves_nothing_in_the_cache(tmp_path, tmp_cache):
+    root = make_image_folder(tmp_path / "images", per_class=40)
+    whole = _archive(tmp_path, root).read_bytes()
+    truncated = tmp_path / "cut.tar.gz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match="Could not extract .*cut.tar.gz.*copied again"):
+        kdlib.load(truncated)
+    assert not list((tmp_cache / "extracted").iterdir())  # no half-extracted folder
+
+
+def test_a_zip_without_train_names_the_zip(tmp_path, tmp_cache):
+    import zipfile
+    archive = tmp_path / "mine.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("images/test/cat/0.png", b"")
+    with pytest.raises(DataError, match=r"mine\.zip has no train/ folder"):
+        kdlib.load(archive)
+
+
+def test_a_damaged_decoded_cache_is_decoded_again_with_a_warning(tmp_path, tmp_cache):
+    root = make_image_folder(tmp_path / "images")
+    first = kdlib.load(root)
+    (cached,) = (tmp_cache / "decoded").glob("*.pt")
+    cached.write_bytes(b"not a tensor file")
+    with pytest.warns(UserWarning, match="could not be read"):
+        again = kdlib.load(root)
+    assert torch.equal(again.x_train, first.x_train)
+
+
+def test_a_planted_decoded_cache_runs_no_code(tmp_path, tmp_cache, monkeypatch):
+    class Planted:
+        def __reduce__(self):
+            return (type(tmp_path).touch, (tmp_path / "ran",))
+    root = make_image_folder(tmp_path / "images")
+    kdlib.load(root)
+    (cached,) = (tmp_cache / "decoded").glob("*.pt")
+    torch.save({"x_train": Planted()}, cached)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.warns(UserWarning, match="could not be read"):
+        kdlib.load(root)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_16_bit_images_are_scaled_to_8_bits(tmp_path, tmp_cache):
+    import numpy as np
+    root = make_image_folder(tmp_path / "images")
+    gray = np.full((32, 32), 32896, dtype=np.uint16)  # 50% of 65535
+    Image.fromarray(gray).save(root / "train" / "cat" / "wide.png")
+    assert Image.open(root / "train" / "cat" / "wide.png").mode.startswith("I")
+    s = kdlib.load(root)
+    assert s.x_train[3].unique().tolist() == [128]  # not clipped to 255 (white)
+
+
+def test_an_unreadable_class_folder_is_not_called_empty(tmp_path, tmp_cache, monkeypatch):
+    import os
+    root = make_image_folder(tmp_path / "images")
+    locked = root / "train" / "dog"
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == os.fspath(locked):  # as a folder without read permission answers
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DataError, match="Cannot read .*dog.*Permission denied.*readable"):
+        kdlib.load(root)
+
+
+@pytest.mark.parametrize("n_train, n_test, message", [
+    (-5, None, "n_train=-5"), (0, None, "n_train=0"), (None, 0, "n_test=0"), ("100", None, "n_train='100'"),
+])
+def test_sample_sizes_are_checked(n_train, n_test, message):
+    with pytest.raises(kdlib.checks.ParameterError, match=message):
+        kdlib.load("synthetic", n_train=n_train, n_test=n_test)
+
+
+def test_the_fingerprint_is_the_content_not_the_name(tmp_path, tmp_cache):
+    root = make_image_folder(tmp_path / "images")
+    a = kdlib.load(root)
+    copy = tmp_path / "copy"
+    import shutil
+    shutil.copytree(root, copy)
+    assert kdlib.load(copy).fingerprint == a.fingerprint
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(copy / "test" / "cat" / "0.png")
+    assert kdlib.load(copy).fingerprint != a.fingerprint

@@ -1,5 +1,7 @@
 """kdlib.experiment: what the notebooks call to train methods over seeds and sweep a knob."""
 
+import dataclasses
+
 import pytest
 
 import kdlib
@@ -77,3 +79,49 @@ def test_students_of_another_teacher_are_not_reused(synthetic, tmp_path):
     path = tmp_path / "checkpoints" / "student-kd-seed0.pt"
     assert experiment._finished_run("kd", "LightNN", synthetic, cfg, folders["results_dir"], path, old)
     assert experiment._finished_run("kd", "LightNN", synthetic, cfg, folders["results_dir"], path, new) is None
+
+
+def test_sweeps_resume_without_retraining_or_duplicate_records(synthetic, tmp_cache, tmp_path, monkeypatch):
+    cfg = kdlib.Config(epochs=1, batch_size=64, views=1, progress=False)
+    teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=1)
+    folders = dict(results_dir=tmp_path / "sweeps", checkpoint_dir=tmp_path / "ck", reuse=True)
+    first = experiment.sweep("kd", "temperature", [1.0, 8.0], synthetic, cfg, [0], teacher, **folders)
+    monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("retrained a finished sweep run"))
+    again = experiment.sweep("kd", "temperature", [1.0, 8.0], synthetic, cfg, [0], teacher, **folders)
+    assert again.equals(first)
+    records = results.load(tmp_path / "sweeps")
+    assert len(records) == 2 and all(r["data"] == synthetic.fingerprint and r["teacher"] for r in records)
+
+
+def test_reuse_needs_the_same_code_and_compares_the_device_actually_used(synthetic, tmp_path, monkeypatch):
+    cfg = kdlib.Config(epochs=1, batch_size=64, progress=False, device="auto")
+    folders = dict(results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "ck", reuse=True)
+    experiment.train_method("ce", synthetic, cfg, [0], **folders)
+    trained = []
+    real_fit = experiment.fit
+    monkeypatch.setattr(experiment, "fit", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
+    experiment.train_method("ce", synthetic, dataclasses.replace(cfg, device="cpu"), [0], **folders)
+    assert trained == []  # "auto" is the CPU here: the same run
+    monkeypatch.setattr(kdlib.train, "CODE_VERSION", "a-fixed-bug")
+    experiment.train_method("ce", synthetic, cfg, [0], **folders)
+    assert trained == [1]  # other code: trained again
+
+
+def test_the_ce_baseline_measures_agreement_with_the_teacher(synthetic, tmp_path):
+    cfg = kdlib.Config(epochs=1, batch_size=64, progress=False)
+    teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=1)
+    (run,) = experiment.train_method("ce", synthetic, cfg, [0], teacher, tmp_path / "results")
+    assert 0 <= run.metrics["teacher_agreement"] <= 1
+    assert results.table(results.load(tmp_path / "results"))["teacher_agreement"].notna().all()
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"seeds": 3}, "seeds=3 \\(int\\): expected a non-empty list of integers"),
+    ({"seeds": []}, "seeds=\\[\\]"),
+    ({"seeds": [0, 0]}, "listed twice"),
+    ({"teacher_epochs": "abc"}, "teacher_epochs='abc'"),
+    ({"betas": [-1.0]}, "betas=\\[-1.0\\]"),
+])
+def test_notebook_parameters_are_checked_before_any_work(bad, message):
+    with pytest.raises(kdlib.checks.ParameterError, match=message):
+        experiment.config({"seeds": [0], "teacher_epochs": 2, **bad})

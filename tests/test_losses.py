@@ -36,12 +36,18 @@ def test_activation_attention_is_the_normalized_channel_mean_of_squares():
     torch.testing.assert_close(maps.norm(dim=1), torch.ones(4))
 
 
-def test_gradient_attention_is_the_attention_map_of_the_gradient():
-    a = torch.randn(2, 3, 4, 4, requires_grad=True)
-    w = torch.randn(2, 3, 4, 4)
-    loss = (a * w).sum()  # d loss / d a = w
-    (maps,) = gradient_attention(loss, [a])
-    torch.testing.assert_close(maps, activation_attention(w))
+def test_gradient_attention_is_the_attention_map_of_each_samples_ce_gradient():
+    a = torch.randn(3, 2, 4, 4, requires_grad=True)
+    weights = torch.randn(32, 5)
+    logits, y = a.flatten(1) @ weights, torch.tensor([0, 4, 2])
+    (maps,) = gradient_attention(logits, y, [a])
+    # By hand: d CE_n / d a_n = (softmax(z_n) - e_y) W^T, sample by sample.
+    by_hand = ((logits.softmax(1) - F.one_hot(y, 5)) @ weights.T).view(3, 2, 4, 4)
+    torch.testing.assert_close(maps, activation_attention(by_hand.detach()))
+    # ... which is also what autograd gives for the summed cross-entropy.
+    logits = a.flatten(1) @ weights
+    (summed,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), [a])
+    torch.testing.assert_close(maps, activation_attention(summed))
     assert not maps.requires_grad
 
 
@@ -70,3 +76,45 @@ def test_the_attention_term_alone_trains_the_first_convolution(method):
     terms["at"].backward()
     grad = student.features[0].weight.grad
     assert grad is not None and grad.abs().sum() > 0
+
+
+def _stage_maps(shift: float):
+    """Gradient maps of a DeepNN's two stages with the true-class logit raised by `shift`."""
+    teacher = kdlib.build("DeepNN", seed=0).eval()
+    x, y = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 3, 5, 9])
+    logits, stages = kdlib.forward_features(teacher, x)
+    return gradient_attention(logits + shift * F.one_hot(y, 10), y, stages)
+
+
+@pytest.mark.parametrize("shift", [10.0, 15.0, 30.0])
+def test_gradient_maps_do_not_vanish_on_confident_samples(shift):
+    # Raising the true logit scales every sample's gradient by about 1 - p, the same factor
+    # everywhere: the map must not change. Before the fix, the squared gradient underflowed
+    # and the "unit" map had norm 0.42 at +10 and 0.000 at +15.
+    for plain, confident in zip(_stage_maps(0.0), _stage_maps(shift)):
+        torch.testing.assert_close(confident.norm(dim=1), torch.ones(4))
+        torch.testing.assert_close(confident, plain, rtol=1e-3, atol=1e-4)
+
+
+def test_a_sample_without_gradient_has_no_map_and_is_left_out_of_the_loss():
+    a = torch.randn(3, 2, 4, 4, requires_grad=True)
+    w = torch.randn(3, 2, 4, 4)
+    w[1] = 0  # sample 1's logits do not depend on its features: zero gradient
+    logits = (a * w).flatten(1)[:, :10]
+    (maps,) = gradient_attention(logits, torch.tensor([1, 2, 3]), [a])
+    assert kdlib.losses.has_map(maps).tolist() == [True, False, True]
+    student = torch.rand(3, 16)
+    student = student / student.norm(dim=1, keepdim=True)
+    expected = attention_loss(student[[0, 2]], maps[[0, 2]])
+    torch.testing.assert_close(attention_loss(student, maps), expected)
+    assert attention_loss(student, torch.zeros(3, 16)).item() == 0  # no map at all: no term
+
+
+def test_the_kd_recipe_distils_the_teachers_logits():
+    x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    student, cfg = kdlib.LightNN().eval(), kdlib.Config(temperature=3.0, kd_weight=0.4)
+    teacher_logits = torch.randn(6, 10)
+    logits, terms = kdlib.methods.get("kd").loss(student, x, y, {"logits": teacher_logits}, cfg)
+    torch.testing.assert_close(terms["kd"], 0.4 * kd_loss(logits, teacher_logits, 3.0))
+    _, same = kdlib.methods.get("kd").loss(student, x, y, {"logits": logits.detach()}, cfg)
+    assert same["kd"].abs().item() < 1e-5  # a teacher that agrees exactly teaches nothing new

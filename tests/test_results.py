@@ -1,11 +1,19 @@
+import os
+
 import pytest
 
 from kdlib import results
 
+CONFIG = {"epochs": 30, "batch_size": 128, "temperature": 4.0, "kd_weight": 0.5, "beta": 250.0}
 
-def rec(method, seed, acc):
+
+def rec(method, seed, acc, **identity):
+    """A record as experiment writes it; identity overrides (source, n_train, teacher, ...)."""
+    config = {**CONFIG, **identity.pop("config", {})}
     return {"method": method, "seed": seed, "metrics": {"accuracy": acc, "ece": 0.1},
-            "seconds": 1.0, "config": {}, "history": []}
+            "seconds": 1.0, "config": config, "history": [], "source": "ImageFolder x",
+            "n_train": 50000, "n_test": 10000, "teacher": None if method in ("ce", "teacher") else "T",
+            **({"weights": "T"} if method == "teacher" else {}), **identity}
 
 
 def test_records_never_overwrite_each_other(tmp_path):
@@ -55,3 +63,47 @@ def test_per_class_accuracy_averages_seeds_in_the_series_order():
     result = results.per_class_accuracy(records)
     assert list(result) == ["ce", "kd"]
     assert result["ce"] == pytest.approx([0.5, 0.7]) and result["kd"] == pytest.approx([0.9, 0.1])
+
+
+def test_records_of_other_data_are_never_paired_with_the_newest_run():
+    # CE on synthetic data (1 epoch) next to KD on CIFAR-10: paired, they gave "+60 points".
+    records = [rec("ce", s, 0.1 + 0.6, source="synthetic", n_train=512, config={"epochs": 1}) for s in (0, 1)]
+    records += [rec("kd", s, 0.75 + 0.001 * s) for s in (0, 1)]
+    with pytest.warns(UserWarning, match="Left out 2 'ce' record.*source, n_train, epochs"):
+        diff = results.paired_differences(records)
+    assert diff.empty  # no CE run of the same kind: nothing to pair
+    with pytest.warns(UserWarning):
+        assert list(results.table(records)["method"]) == ["kd"]
+
+
+def test_one_method_with_two_settings_is_not_averaged():
+    records = [rec("kd", 0, 0.70, config={"temperature": 1.0}), rec("kd", 1, 0.71, config={"temperature": 1.0}),
+               rec("kd", 0, 0.80), rec("kd", 1, 0.82), rec("ce", 0, 0.75), rec("ce", 1, 0.76)]
+    with pytest.warns(UserWarning, match="Left out 2 'kd' record.*temperature"):
+        table = results.table(records).set_index("method")
+    assert table.loc["kd", "mean"] == pytest.approx(81.0)  # the newest settings, alone
+    # CE does not read the temperature: its records stay comparable with KD at any T.
+    assert table.loc["ce", "n_seeds"] == 2
+
+
+def test_the_teacher_row_is_the_teacher_the_students_distilled_from():
+    records = [rec("teacher", 0, 0.80, weights="T"), rec("teacher", 0, 0.60, weights="other"),
+               rec("ce", 0, 0.7), rec("kd", 0, 0.72)]
+    with pytest.warns(UserWarning, match="not the teacher of these students"):
+        table = results.table(records).set_index("method")
+    assert table.loc["teacher", "mean"] == pytest.approx(80.0)
+
+
+def test_records_are_ordered_by_their_stored_time_not_the_files(tmp_path):
+    new = results.save({**rec("kd", 0, 0.9), "time": "2026-11-25T12:00:00.000000Z"}, tmp_path)
+    old = results.save({**rec("kd", 0, 0.1), "time": "2026-11-24T12:00:00.000000Z"}, tmp_path)
+    os.utime(old, (new.stat().st_mtime + 100,) * 2)  # as a plain copy of a run folder can leave them
+    assert [r["metrics"]["accuracy"] for r in results.load(tmp_path)] == [0.1, 0.9]
+    assert results.table(results.load(tmp_path)).loc[0, "mean"] == pytest.approx(90.0)
+
+
+def test_one_seed_is_shown_without_a_spread():
+    table = results.table([rec("ce", 0, 0.7), rec("kd", 0, 0.72), rec("kd", 1, 0.74)])
+    assert table.set_index("method").loc["ce", "std"] != table.set_index("method").loc["ce", "std"]  # NaN
+    markdown = results.format_table(table)
+    assert "| ce | 1 | 70.00 |" in markdown and "73.00 ± 1.41" in markdown

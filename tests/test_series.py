@@ -47,3 +47,116 @@ def test_every_profile_parameter_is_declared_by_a_notebook_and_back():
         declared |= set(papermill.inspect_notebook(series.NOTEBOOK_DIR / name))
     given = set(series.parameters("full", [], Path("run")))
     assert given == declared  # nothing silently dropped, nothing left at a notebook default
+
+
+# ----------------------------------------------------------------------------- bad input, before any work
+
+@pytest.mark.parametrize("name, value, message", [
+    ("seeds", "3", "seeds=3 \\(int\\): expected a non-empty list of integers"),
+    ("seeds", "[]", "seeds=\\[\\]"),
+    ("teacher_epochs", "abc", "teacher_epochs='abc' \\(str\\): expected an integer >= 1"),
+    ("n_train", "-5", "n_train=-5"),
+    ("n_test", "0", "n_test=0"),
+    ("kd_weight", "1.5", "kd_weight=1.5"),
+    ("temperature", "0", "temperature=0"),
+    ("views", "-1", "views=-1"),
+    ("beta", "-2", "beta=-2"),
+    ("lr", "0", "lr=0"),
+    ("batch_size", "0", "batch_size=0"),
+    ("device", "gpu", "device='gpu'"),
+])
+def test_a_bad_parameter_stops_the_series_before_anything_runs(tmp_path, monkeypatch, name, value, message):
+    import papermill
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    with pytest.raises(SystemExit, match=message):
+        series.run("smoke", tmp_path / "run", [(name, value)])
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_command_names_the_parameter_within_seconds(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--out",
+                           str(tmp_path / "run"), "-p", "seeds", "3"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "seeds=3 (int): expected a non-empty list" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "figures", "notebooks/sub"])
+def test_the_repositorys_sources_are_never_a_run_folder(folder):
+    for resume in (False, True):
+        with pytest.raises(SystemExit, match="part of the repository's sources"):
+            series.check_run_dir(series.REPOSITORY / folder, resume)
+
+
+def test_run_folders_are_new_empty_or_hold_a_run(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.tex").write_text("mine")
+    with pytest.raises(SystemExit, match="holds other files and no kdlib run"):
+        series.check_run_dir(other, resume=False)
+    with pytest.raises(SystemExit, match="holds no kdlib run"):
+        series.check_run_dir(other, resume=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="empty: there is nothing to reuse"):
+        series.check_run_dir(tmp_path / "empty", resume=True)
+    series.check_run_dir(tmp_path / "empty", resume=False)
+    series.check_run_dir(tmp_path / "new", resume=False)
+    (other / series.MARKER).write_text("{}")
+    series.check_run_dir(other, resume=True)  # a started run with nothing finished: allowed
+
+
+# ----------------------------------------------------------------------------- a failed run destroys nothing
+
+def _fake_papermill(monkeypatch, fail_at=None, error=None):
+    """Notebooks that 'run' by writing their executed copy and a figure, and one that fails
+    half-way, after it has written both."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    def execute(source, output, parameters, **kwargs):
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(f"executed {Path(source).name} {parameters.get('seeds')}")
+        figure = Path(parameters["figures_dir"]) / f"{Path(source).stem}.png"
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        figure.write_text(f"figure {parameters.get('seeds')}")
+        if Path(source).name == fail_at:
+            raise error or PapermillExecutionError(3, 3, "boom", "RuntimeError", "boom", [])
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.setattr(series, "declared", lambda name, params: params)
+    monkeypatch.setattr(series, "print_table", lambda run_dir: None)
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("error", [None, KeyboardInterrupt()], ids=["notebook fails", "Ctrl-C"])
+def test_a_failed_run_leaves_the_earlier_runs_files_as_they_were(tmp_path, monkeypatch, error):
+    run_dir = tmp_path / "run"
+    _fake_papermill(monkeypatch)
+    series.run("smoke", run_dir, [("seeds", "[0]")], notebooks=series.NOTEBOOKS[:3])
+    before = _snapshot(run_dir)
+    assert "02_student_baseline.ipynb" in before and "figures/02_student_baseline.png" in before
+
+    _fake_papermill(monkeypatch, fail_at="02_student_baseline.ipynb", error=error)
+    with pytest.raises((SystemExit, KeyboardInterrupt)):
+        series.run("smoke", run_dir, [("seeds", "[5]")], notebooks=series.NOTEBOOKS[:3], resume=True)
+    after = _snapshot(run_dir)
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert changed == {"01_teacher.ipynb", "figures/01_teacher.png", series.MARKER}  # 01 finished again
+    assert not (run_dir / series.STAGING).exists()
+    if error is None:  # the failed notebook is kept for its traceback, beside the good one
+        assert (run_dir / "failed" / "02_student_baseline.ipynb").read_text().endswith("[5]")
+
+
+def test_publish_copes_with_a_run_without_some_notebooks(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    monkeypatch.setattr(series, "NOTEBOOK_DIR", repo / "notebooks")
+    run_dir = tmp_path / "run"
+    (run_dir / "figures").mkdir(parents=True)
+    import nbformat
+    nbformat.write(nbformat.v4.new_notebook(), run_dir / "01_teacher.ipynb")
+    (run_dir / "results.csv").write_text("method\n")
+    series.publish(run_dir)
+    assert [p.name for p in (repo / "notebooks").iterdir()] == ["01_teacher.ipynb"]

@@ -110,3 +110,140 @@ def test_real_images_a_briefly_trained_student_beats_chance_widely(real_splits):
     cfg = Config(epochs=4, augment=False, progress=False)
     run = kdlib.fit(kdlib.build("LightNN", seed=0), splits, "ce", cfg=cfg)
     assert run.accuracy > 0.35, run.history  # chance is 0.10
+
+
+# ----------------------------------------------------------------------------- the engine's wiring
+
+def _probe(seen: list):
+    """A KD recipe that records, at every step, the teacher's logits computed live on the very
+    batch the student gets, next to the targets the engine handed it."""
+    kd = kdlib.methods.get("kd")
+
+    def loss(model, x, y, targets, cfg):
+        with torch.no_grad():
+            live = seen[0](x.float()).float()
+        seen.append((targets["logits"].detach().clone(), live))
+        return kd.loss(model, x, y, targets, cfg)
+    return kdlib.methods.Method("probe", "probe", ("logits",), loss, kd.knobs)
+
+
+@pytest.mark.parametrize("views", [3, 0], ids=["fixed views", "live teacher"])
+def test_every_step_gets_the_teachers_targets_for_exactly_its_own_view(synthetic, tmp_cache, views):
+    teacher = kdlib.build("DeepNN", seed=1).eval()
+    seen = [teacher]
+    cfg = Config(epochs=1, batch_size=100, views=views, augment=True, progress=False)
+    kdlib.fit(kdlib.build("LightNN", seed=0), synthetic.subset(300), _probe(seen), teacher, cfg)
+    assert len(seen) == 1 + 3
+    for given, live in seen[1:]:
+        torch.testing.assert_close(given, live, rtol=1e-4, atol=1e-4)
+
+
+def test_the_one_cycle_schedule_steps_every_batch(synthetic):
+    cfg = Config(epochs=2, batch_size=100, lr=1e-2, augment=False, progress=False)
+    run = kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "ce", cfg=cfg)
+    # 12 steps: the last one runs at the floor lr / 25 / 1e4; had the schedule stepped once
+    # per epoch, the last step would still be near its start, lr / 25.
+    assert run.history[-1]["lr"] == pytest.approx(1e-2 / 25 / 1e4, rel=1e-3)
+    assert 1e-2 / 25 < run.history[0]["lr"] <= 1e-2  # epoch 1 ends past the peak
+
+
+def test_kd_students_of_different_teachers_differ(synthetic, fast_cfg, tmp_cache):
+    a, b = (kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "kd", kdlib.build("DeepNN", seed=s), fast_cfg)
+            for s in (1, 2))
+    assert a.history[0]["loss_kd"] != b.history[0]["loss_kd"]
+
+
+def test_fit_refuses_targets_made_for_other_views_data_or_teacher(synthetic, tmp_cache):
+    teacher = kdlib.build("DeepNN", seed=1)
+    cfg = Config(epochs=1, batch_size=100, views=2, progress=False)
+    targets = train.teacher_targets(teacher, synthetic, cfg)
+    cases = [(synthetic, Config(epochs=1, views=3, progress=False), teacher, "other views"),
+             (synthetic, Config(epochs=1, views=2, view_seed=5, progress=False), teacher, "other views"),
+             (synthetic, Config(epochs=1, views=2, augment=False, progress=False), teacher, "other views"),
+             (synthetic.subset(300), cfg, teacher, "another training set"),
+             (synthetic, cfg, kdlib.build("DeepNN", seed=2), "another teacher")]
+    for splits, other_cfg, other_teacher, message in cases:
+        with pytest.raises(ValueError, match=message):
+            kdlib.fit(kdlib.build("LightNN", seed=0), splits, "kd", other_teacher, other_cfg, targets=targets)
+
+
+def test_cached_targets_are_kept_apart_by_precision(synthetic, tmp_cache):
+    teacher, small = kdlib.build("DeepNN", seed=1), synthetic.subset(32)
+    for amp in ("off", "bf16", "off"):
+        train.teacher_targets(teacher, small, Config(views=1, amp=amp, progress=False))
+    assert len(list((tmp_cache / "targets").glob("*.pt"))) == 2
+
+
+def test_a_damaged_target_cache_is_computed_again_with_a_warning(synthetic, tmp_cache):
+    teacher, cfg = kdlib.build("DeepNN", seed=1), Config(views=1, progress=False)
+    first = train.teacher_targets(teacher, synthetic, cfg)
+    (cached,) = (tmp_cache / "targets").glob("*.pt")
+    cached.write_bytes(cached.read_bytes()[:1000])  # truncated
+    with pytest.warns(UserWarning, match="could not be read"):
+        again = train.teacher_targets(teacher, synthetic, cfg)
+    torch.testing.assert_close(again.logits, first.logits)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"epochs": "abc"}, "epochs='abc' \\(str\\): expected an integer >= 1"),
+    ({"lr": float("nan")}, "lr=nan"),
+    ({"augment": "yes"}, "augment='yes'"),
+    ({"device": "gpu"}, None),
+])
+def test_config_checks_types_and_ranges(bad, message):
+    if message is None:  # a device string is checked where it is used
+        with pytest.raises(kdlib.checks.ParameterError, match="not a device name"):
+            train.resolve_device(Config(**bad).device)
+        return
+    with pytest.raises(kdlib.checks.ParameterError, match=message):
+        Config(**bad)
+
+
+# ----------------------------------------------------------------------------- files from outside run no code
+
+class _Planted:
+    """Pickles to a call that creates a file when the pickle is loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.fixture
+def unsafe_torch_default(monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch's switch back to full pickle
+
+
+def test_a_planted_checkpoint_runs_no_code(tmp_path, unsafe_torch_default):
+    marker, path = tmp_path / "ran", tmp_path / "teacher.pt"
+    torch.save({"architecture": _Planted(marker), "num_classes": 10, "state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match="not a readable kdlib checkpoint"):
+        kdlib.load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_a_planted_target_cache_runs_no_code(synthetic, tmp_cache, tmp_path, unsafe_torch_default):
+    teacher, cfg = kdlib.build("DeepNN", seed=1), Config(views=1, progress=False)
+    train.teacher_targets(teacher, synthetic, cfg)
+    (cached,) = (tmp_cache / "targets").glob("*.pt")
+    marker = tmp_path / "ran"
+    torch.save({"views": _Planted(marker)}, cached)
+    with pytest.warns(UserWarning, match="could not be read"):
+        train.teacher_targets(teacher, synthetic, cfg)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("header, message", [
+    ({"architecture": "ResNet"}, "damaged header: architecture 'ResNet'"),
+    ({"num_classes": -3}, "-3 classes"),
+    ({"num_classes": 7}, "weights do not fit a LightNN for 7 classes"),
+])
+def test_a_checkpoint_with_an_edited_header_is_refused(tmp_path, header, message):
+    path = kdlib.save_checkpoint(kdlib.build("LightNN", seed=0), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, **header}, path)
+    with pytest.raises(CheckpointError, match=message):
+        kdlib.load_checkpoint(path)

@@ -1,0 +1,69 @@
+"""Files written whole or not at all, tensor files read back without running code, and the
+content digests that name caches and identify weights and data.
+
+Every file kdlib writes (checkpoints, caches, records, executed notebooks' companions) goes
+through `write_atomic`: the bytes go to a unique temporary file beside the target, which is
+renamed over it only once complete. An interrupted or failed write leaves the earlier file
+as it was and no temporary file behind, and two processes writing the same path never share
+a temporary name.
+
+Every tensor file kdlib reads goes through `load_tensors`, with torch's `weights_only`
+unpickler: a planted or damaged file can hold tensors and plain values only, never code,
+whatever the torch version's default or `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call `write(temporary_path)`, then rename the temporary file to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt too: never leave the temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def save_tensors(obj, path: str | os.PathLike) -> Path:
+    """torch.save of tensors and plain values (dict, list, tuple, str, numbers, None)."""
+    return write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_tensors(path: str | os.PathLike):
+    """torch.load that can only rebuild tensors and plain values: never runs code from the file."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def digest(*tensors: torch.Tensor) -> str:
+    """A short content hash of tensors (their bytes): names caches, identifies weights and data."""
+    h = hashlib.sha1()
+    for tensor in tensors:
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def source_digest(*paths: str | os.PathLike) -> str:
+    """A short hash of files' bytes (the code that decides results)."""
+    h = hashlib.sha1()
+    for path in paths:
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:12]
