@@ -23,6 +23,11 @@ from typing import Callable
 import torch
 
 
+# mkstemp makes files readable by their owner only; kdlib's files get the usual mode.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call `write(temporary_path)`, then rename the temporary file to `path`."""
     path = Path(path)
@@ -30,6 +35,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         write(tmp)
         os.replace(tmp, path)
