@@ -82,8 +82,11 @@ class Splits:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def to(self, device) -> "Splits":
-        return replace(self, **{k: getattr(self, k).to(device)
-                                for k in ("x_train", "y_train", "x_test", "y_test")})
+        moved = replace(self, **{k: getattr(self, k).to(device)
+                                 for k in ("x_train", "y_train", "x_test", "y_test")})
+        if "fingerprint" in self.__dict__:  # the same content: no need to hash it again
+            moved.__dict__["fingerprint"] = self.fingerprint
+        return moved
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Splits":
         """A fixed random sample of n_train training and n_test test images (None keeps a

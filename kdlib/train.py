@@ -151,9 +151,13 @@ class Targets:
                        [m.to(device) for m in self.act], [m.to(device) for m in self.grad],
                        self.teacher, self.data)
 
-    def check(self, splits: data.Splits, cfg: Config, teacher: nn.Module | None = None) -> None:
-        """Raise ValueError unless these are the targets for exactly these images, views and teacher."""
-        wrong = []
+    def check(self, splits: data.Splits, cfg: Config, teacher: nn.Module | None = None,
+              needs=()) -> None:
+        """Raise ValueError unless these are the targets for exactly these images, views and
+        teacher, and hold what `needs` names."""
+        missing = [name for name in needs if getattr(self, name) is None
+                   or (isinstance(getattr(self, name), list) and not getattr(self, name))]
+        wrong = [f"a method that needs no {name!r}" for name in missing]
         if self.data != splits.fingerprint:
             wrong.append("another training set")
         if not torch.equal(self.views.cpu(), make_views(len(splits.y_train), cfg)):
@@ -209,9 +213,11 @@ ALL_TARGETS = ("logits", "act", "grad")
 
 
 def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
-                    cache: bool = True) -> Targets:
+                    cache: bool = True, needs=ALL_TARGETS) -> Targets:
     """The teacher's logits, activation maps and gradient maps for every training image and
-    view, computed once (all three: the gradient pass yields the other two almost free).
+    view, computed once. By default all three, which the series' methods share (the gradient
+    pass yields the other two almost free); `needs` asks for fewer (logits alone need no
+    backward pass).
 
     Cached on disk (in kdlib's cache folder) under a key of the teacher's weights, the
     training images, the views, the precision and the code version, so every student run
@@ -220,8 +226,9 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     device = resolve_device(cfg.device)
     views = make_views(len(splits.y_train), cfg)
     teacher_id = weights_digest(teacher)
-    key = hashlib.sha1(f"{digest(views)} {teacher_id} {splits.fingerprint} "
-                       f"{precision(device, cfg.amp)} {CODE_VERSION}".encode()).hexdigest()[:16]
+    needs = tuple(name for name in ALL_TARGETS if name in needs)
+    key = hashlib.sha1(f"{digest(views)} {teacher_id} {splits.fingerprint} {precision(device, cfg.amp)} "
+                       f"{CODE_VERSION} {','.join(needs)}".encode()).hexdigest()[:16]
     path = data.cache_dir() / "targets" / f"{key}.pt"
     if cache and path.is_file():
         try:
@@ -241,7 +248,7 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
         x = _batch(splits, index.to(splits.device), flat_views[rows].to(splits.device),
                    cfg.augment, device)
         with autocast(device, cfg.amp):
-            out = distillation_targets(teacher, x, splits.y_train[index].to(device), ALL_TARGETS)
+            out = distillation_targets(teacher, x, splits.y_train[index].to(device), needs)
         for name, value in out.items():
             chunks.setdefault(name, []).append(value if name == "logits" else list(value))
 
@@ -299,6 +306,9 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
         raise ValueError(f"The teacher predicts {teacher.num_classes} classes but the data has "
                          f"{splits.num_classes}: train the teacher on the same data source.")
 
+    # The whole dataset on the training device, once: every batch is then gathered, normalized
+    # and augmented there, with no per-step copy from host memory.
+    splits = splits.to(device)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=splits.device).manual_seed(cfg.seed)
     model = model.to(device, memory_format=torch.channels_last)
@@ -314,7 +324,7 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
     if recipe.needs and fixed_views and targets is None:
         targets = teacher_targets(teacher, splits, cfg)
     if targets is not None:
-        targets.check(splits, cfg, teacher)
+        targets.check(splits, cfg, teacher, recipe.needs)
     view_table = targets.views if targets is not None else (make_views(n, cfg) if fixed_views else None)
     if targets is not None:
         targets = targets.to(splits.device)

@@ -234,3 +234,10 @@ def test_the_fingerprint_is_the_content_not_the_name(tmp_path, tmp_cache):
     assert kdlib.load(copy).fingerprint == a.fingerprint
     Image.new("RGB", (32, 32), (1, 2, 3)).save(copy / "test" / "cat" / "0.png")
     assert kdlib.load(copy).fingerprint != a.fingerprint
+
+
+def test_moving_splits_keeps_their_fingerprint_without_hashing_again(monkeypatch):
+    s = data.synthetic(n_train=64, n_test=32)
+    known = s.fingerprint
+    monkeypatch.setattr(data, "digest", lambda *a: pytest.fail("hashed again"))
+    assert s.to("cpu").fingerprint == known

@@ -247,3 +247,12 @@ def test_a_checkpoint_with_an_edited_header_is_refused(tmp_path, header, message
     torch.save({**payload, **header}, path)
     with pytest.raises(CheckpointError, match=message):
         kdlib.load_checkpoint(path)
+
+
+def test_fit_refuses_targets_without_what_the_method_needs(synthetic, tmp_cache):
+    teacher, cfg = kdlib.build("DeepNN", seed=1), Config(epochs=1, views=1, progress=False)
+    logits_only = train.teacher_targets(teacher, synthetic, cfg, needs=("logits",))
+    assert logits_only.grad == [] and logits_only.act == []
+    kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "kd", teacher, cfg, targets=logits_only)
+    with pytest.raises(ValueError, match="needs no 'act'"):
+        kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "act_at", teacher, cfg, targets=logits_only)
