@@ -12,7 +12,7 @@ import pandas as pd
 from . import checks, results
 from .data import Splits
 from .methods import get as get_method
-from .models import build
+from .models import build, student_architecture, teacher_architecture
 from .train import (Config, Run, fit, load_checkpoint, run_identity, save_checkpoint,
                     teacher_targets, weights_digest)
 
@@ -33,10 +33,11 @@ def teacher_path(checkpoint_dir) -> Path:
     return Path(checkpoint_dir) / TEACHER_FILE
 
 
-def load_teacher(checkpoint_dir, splits: Splits):
-    """The teacher trained by 01_teacher.ipynb on the same data, or a clear error saying so."""
+def load_teacher(checkpoint_dir, splits: Splits, family: str = "tutorial"):
+    """The teacher of `family` trained by 01_teacher.ipynb on the same data, or a clear error
+    saying so."""
     teacher = load_checkpoint(
-        teacher_path(checkpoint_dir), architecture="DeepNN", num_classes=splits.num_classes,
+        teacher_path(checkpoint_dir), architecture=teacher_architecture(family), num_classes=splits.num_classes,
         hint="Run notebooks/01_teacher.ipynb first (with the same data and checkpoint_dir), "
              "or `python -m kdlib.series`, which runs the notebooks in order.")
     meta = teacher.checkpoint_meta
@@ -51,12 +52,13 @@ def load_teacher(checkpoint_dir, splits: Splits):
 
 def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=None,
                   reuse: bool = False, **meta) -> Run:
-    """Train the DeepNN teacher with cross-entropy; save its record (as "teacher") and
+    """Train the teacher of `cfg.family` with cross-entropy; save its record (as "teacher") and
     `teacher.pt`, which every student notebook loads. `reuse`: see `train_method`."""
     path = teacher_path(checkpoint_dir) if checkpoint_dir is not None else None
-    run = _finished_run("teacher", "DeepNN", splits, cfg, results_dir, path) if reuse else None
+    architecture = teacher_architecture(cfg.family)
+    run = _finished_run("teacher", architecture, splits, cfg, results_dir, path) if reuse else None
     if run is None:
-        run = fit(build("DeepNN", splits.num_classes, seed=cfg.seed), splits, "ce", cfg=cfg)
+        run = fit(build(architecture, splits.num_classes, seed=cfg.seed), splits, "ce", cfg=cfg)
         _keep(run, "teacher", splits, None, path, results_dir, meta)
     print(f"teacher: test accuracy {100 * run.accuracy:.2f}% ({run.seconds:.0f} s, {run.device})")
     return run
@@ -64,8 +66,9 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
 
 def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
                  results_dir=None, checkpoint_dir=None, reuse: bool = False,
-                 tag: str = "", **meta) -> list[Run]:
-    """Train a fresh LightNN with `method` once per seed; save records and checkpoints.
+                 tag: str = "", name: str | None = None, **meta) -> list[Run]:
+    """Train a fresh student of `cfg.family` with `method` once per seed; save records and
+    checkpoints.
 
     The teacher's targets are computed once (or read from the cache) and shared by all seeds.
     A teacher given to "ce" is used only for the agreement metric, so that the baseline's
@@ -73,27 +76,37 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     reuse: take a seed's finished run (checkpoint and record with the same settings, data,
     teacher and code) instead of training it again, so that an interrupted series resumes
     where it stopped. tag: part of the checkpoint's name, for runs of one method with other
-    settings (the sweeps); meta: extra fields of the record and checkpoint.
+    settings (the sweeps); name: what records and tables call the runs (default: the method),
+    e.g. "kd_untrained" for KD from an untrained teacher; meta: extra fields of the record
+    and checkpoint (a `control` description marks a control run).
     """
+    name = name or method
     checks.check({"seeds": list(seeds) if isinstance(seeds, (list, tuple, range)) else seeds},
                  where="train_method")
     runs = []
     targets = None
     for seed in seeds:
         seeded = replace(cfg, seed=seed)
-        path = (Path(checkpoint_dir) / f"student-{method}{tag}-seed{seed}.pt"
+        path = (Path(checkpoint_dir) / f"student-{name}{tag}-seed{seed}.pt"
                 if checkpoint_dir is not None else None)
-        run = _finished_run(method, "LightNN", splits, seeded, results_dir, path, teacher) if reuse else None
+        run = (_finished_run(name, student_architecture(cfg.family), splits, seeded, results_dir, path, teacher)
+               if reuse else None)
         if run is None:
             if targets is None and get_method(method).needs and cfg.fixed_views:
                 targets = teacher_targets(teacher, splits, cfg)
-            student = build("LightNN", splits.num_classes, seed=seed)
+            student = build(student_architecture(cfg.family), splits.num_classes, seed=seed)
             run = fit(student, splits, method, teacher=teacher, cfg=seeded, targets=targets)
-            _keep(run, method, splits, teacher, path, results_dir, meta)
-        print(f"{method} seed {seed}: test accuracy {100 * run.accuracy:.2f}% "
+            _keep(run, name, splits, teacher, path, results_dir, {"recipe": method, **meta})
+        print(f"{name} seed {seed}: test accuracy {100 * run.accuracy:.2f}% "
               f"({run.seconds:.0f} s, {run.device})")
         runs.append(run)
     return runs
+
+
+def untrained_teacher(splits: Splits, cfg: Config):
+    """A teacher of `cfg.family` with its initial random weights: the control for KD that the
+    reference table measured without knowing it (it never loaded its trained teacher)."""
+    return build(teacher_architecture(cfg.family), splits.num_classes, seed=1).eval()
 
 
 def identity(splits: Splits, cfg: Config, teacher=None) -> dict:
@@ -124,8 +137,8 @@ def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, res
     if results_dir is None or path is None or not Path(path).is_file():
         return None
     wanted = identity(splits, cfg, teacher)
-    model = load_checkpoint(path, architecture, splits.num_classes)
-    if any(model.checkpoint_meta.get(k) != v for k, v in wanted.items()):
+    model = load_checkpoint(path, num_classes=splits.num_classes)
+    if type(model).__name__ != architecture or any(model.checkpoint_meta.get(k) != v for k, v in wanted.items()):
         return None
     weights = weights_digest(model)
     for rec in reversed(results.load(results_dir)):
@@ -152,9 +165,9 @@ def recorded_accuracies(results_dir, method: str, splits: Splits, cfg: Config, s
     return found
 
 
-def load_student(checkpoint_dir, method: str, seed: int, splits: Splits):
+def load_student(checkpoint_dir, method: str, seed: int, splits: Splits, family: str = "tutorial"):
     return load_checkpoint(Path(checkpoint_dir) / f"student-{method}-seed{seed}.pt",
-                           architecture="LightNN", num_classes=splits.num_classes,
+                           architecture=student_architecture(family), num_classes=splits.num_classes,
                            hint=f"Run the notebook that trains the {method!r} student first.").eval()
 
 

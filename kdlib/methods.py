@@ -10,8 +10,9 @@ fields the recipe reads beyond the shared recipe (results compare runs on everyt
     grad_at     CE(s, y) + b sum_stages mean_n mean_j (G_s - G_t)^2   gradient (saliency) attention
     act_at      CE(s, y) + b sum_stages mean_n mean_j (Q_s - Q_t)^2   squared-activation attention (Zagoruyko 2017)
     kd_grad_at  kd + b sum_stages mean_n mean_j (G_s - G_t)^2
+    ls          CE with label smoothing e: a control, soft targets with no teacher  (Szegedy 2016)
 
-with a = cfg.kd_weight, T = cfg.temperature, b = cfg.beta; Q and G are the normalized maps
+with a = cfg.kd_weight, T = cfg.temperature, b = cfg.beta, e = cfg.smoothing; Q and G are the normalized maps
 of `kdlib.losses`, compared per sample and position (j) and averaged over the batch (n).
 """
 
@@ -40,6 +41,11 @@ def _ce(model, x, y, targets, cfg):
     return logits, {"ce": F.cross_entropy(logits, y)}
 
 
+def _label_smoothing(model, x, y, targets, cfg):
+    logits = model(x)
+    return logits, {"ce": F.cross_entropy(logits, y, label_smoothing=cfg.smoothing)}
+
+
 def _kd(model, x, y, targets, cfg):
     logits = model(x)
     return logits, _kd_terms(logits, y, targets, cfg)
@@ -51,9 +57,21 @@ def _kd_terms(logits, y, targets, cfg):
             "kd": a * kd_loss(logits, targets["logits"], cfg.temperature)}
 
 
+def matched(student_maps, teacher_maps):
+    """Each student stage's map with the teacher's map of the same spatial size (the teacher
+    may have more stages: the reference family's has four, its student two)."""
+    by_size = {t.shape[-1]: t for t in teacher_maps}
+    missing = [m.shape[-1] for m in student_maps if m.shape[-1] not in by_size]
+    if missing:
+        raise ValueError(f"The teacher has no stage with {missing} positions to match the student's: "
+                         f"its stages have {sorted(by_size)}. Attention transfer needs stages of equal size.")
+    return [(m, by_size[m.shape[-1]]) for m in student_maps]
+
+
 def _act_at(model, x, y, targets, cfg):
     logits, stages = forward_features(model, x)
-    at = sum(attention_loss(activation_attention(f), t) for f, t in zip(stages, targets["act"]))
+    maps = [activation_attention(f) for f in stages]
+    at = sum(attention_loss(m, t) for m, t in matched(maps, targets["act"]))
     return logits, {"ce": F.cross_entropy(logits, y), "at": cfg.beta * at}
 
 
@@ -65,14 +83,14 @@ def _student_gradient_maps(logits, y, stages):
 def _grad_at(model, x, y, targets, cfg):
     logits, stages = forward_features(model, x)
     maps = _student_gradient_maps(logits, y, stages)
-    at = sum(attention_loss(m, t) for m, t in zip(maps, targets["grad"]))
+    at = sum(attention_loss(m, t) for m, t in matched(maps, targets["grad"]))
     return logits, {"ce": F.cross_entropy(logits, y), "at": cfg.beta * at}
 
 
 def _kd_grad_at(model, x, y, targets, cfg):
     logits, stages = forward_features(model, x)
     maps = _student_gradient_maps(logits, y, stages)
-    at = sum(attention_loss(m, t) for m, t in zip(maps, targets["grad"]))
+    at = sum(attention_loss(m, t) for m, t in matched(maps, targets["grad"]))
     return logits, {**_kd_terms(logits, y, targets, cfg), "at": cfg.beta * at}
 
 
@@ -83,6 +101,7 @@ METHODS = {m.name: m for m in [
     Method("act_at", "squared-activation attention", ("act",), _act_at, ("beta",)),
     Method("kd_grad_at", "KD + gradient attention", ("logits", "grad"), _kd_grad_at,
            ("temperature", "kd_weight", "beta")),
+    Method("ls", "label smoothing (control)", (), _label_smoothing, ("smoothing",)),
 ]}
 
 

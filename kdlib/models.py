@@ -1,11 +1,21 @@
-"""The teacher and student CNNs of the official PyTorch knowledge-distillation tutorial.
+"""The teacher and student CNNs, in two families.
+
+The official PyTorch knowledge-distillation tutorial's ("tutorial", the default):
 
     DeepNN  (teacher): 1,186,986 parameters for 10 classes; stage outputs 64x16x16, 32x8x8
     LightNN (student):   267,738 parameters for 10 classes; stage outputs 16x16x16, 16x8x8
 
-Both keep the tutorial's layout (`features` then `classifier`), so their state dicts match
-the tutorial's. `forward_features` returns the logits together with the feature map after
-each pooling stage, read off the same `features` Sequential: no second copy of a model class.
+The reference notebook's ("reference": CharvakaSynapse/Knowledge-Distillation), whose table
+this series starts from: weight-normalized convolutions, each followed by ELU and BatchNorm
+
+    ReferenceDeepNN  (teacher): 1,185,674 parameters; stages 256x16x16, 128x8x8, 64x4x4, 32x2x2
+    ReferenceLightNN (student):   268,090 parameters; stages 16x16x16, 16x8x8
+                                (the reference counts 268,091: its student also holds an unused
+                                scalar, a leftover its forward pass never reads)
+
+All keep the tutorial's layout (`features` then `classifier`). `forward_features` returns the
+logits together with the feature map after each pooling stage, read off the same `features`
+Sequential: no second copy of a model class.
 """
 
 from __future__ import annotations
@@ -58,7 +68,71 @@ class LightNN(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-ARCHITECTURES = {"DeepNN": DeepNN, "LightNN": LightNN}
+def _conv_elu_bn(channels_in: int, channels_out: int) -> list[nn.Module]:
+    """The reference's unit: a weight-normalized 3x3 convolution, ELU, then BatchNorm."""
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv2d(channels_in, channels_out, 3, padding=1))
+    return [conv, nn.ELU(), nn.BatchNorm2d(channels_out)]
+
+
+class ReferenceDeepNN(nn.Module):
+    """The reference's teacher: four pooled stages of two convolution units each
+    (256, 128, 64, 32 channels), then a weight-normalized 128-32 layer, ELU, dropout, 32-classes."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.num_classes = num_classes
+        layers, channels = [], 3
+        for width in (256, 128, 64, 32):
+            layers += [*_conv_elu_bn(channels, width), *_conv_elu_bn(width, width), nn.MaxPool2d(2, 2)]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.utils.parametrizations.weight_norm(nn.Linear(128, 32)), nn.ELU(), nn.Dropout(0.1),
+            nn.Linear(32, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class ReferenceLightNN(nn.Module):
+    """The reference's student: the tutorial's LightNN with weight-normalized convolutions,
+    each followed by ELU and BatchNorm, and a weight-normalized first linear layer."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.num_classes = num_classes
+        self.features = nn.Sequential(
+            *_conv_elu_bn(3, 16), nn.MaxPool2d(2, 2),
+            *_conv_elu_bn(16, 16), nn.MaxPool2d(2, 2),
+        )
+        self.classifier = nn.Sequential(
+            nn.utils.parametrizations.weight_norm(nn.Linear(1024, 256)), nn.ELU(), nn.Dropout(0.1),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+ARCHITECTURES = {"DeepNN": DeepNN, "LightNN": LightNN,
+                 "ReferenceDeepNN": ReferenceDeepNN, "ReferenceLightNN": ReferenceLightNN}
+# family -> (teacher, student): the one way to ask for either family everywhere
+FAMILIES = {"tutorial": ("DeepNN", "LightNN"), "reference": ("ReferenceDeepNN", "ReferenceLightNN")}
+
+
+def teacher_architecture(family: str = "tutorial") -> str:
+    return _family(family)[0]
+
+
+def student_architecture(family: str = "tutorial") -> str:
+    return _family(family)[1]
+
+
+def _family(family: str) -> tuple[str, str]:
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown model family {family!r}: expected one of {sorted(FAMILIES)}.")
+    return FAMILIES[family]
 
 
 def forward_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

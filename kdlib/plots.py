@@ -21,8 +21,8 @@ DPI = 80
 # compares, and blocky images compress ~5x better as PNG than smooth ones at this DPI.
 INTERPOLATION = "nearest"
 plt.rcParams["figure.dpi"] = DPI  # inline notebook figures too, so that notebooks stay small
-LABELS = {"teacher": "teacher", "ce": "CE", "kd": "KD", "grad_at": "grad AT",
-          "act_at": "act AT", "kd_grad_at": "KD + grad AT"}
+LABELS = {"teacher": "teacher", "ce": "CE", "kd": "KD", "kd_untrained": "KD, untrained\nteacher",
+          "ls": "label\nsmoothing", "grad_at": "grad AT", "act_at": "act AT", "kd_grad_at": "KD + grad AT"}
 
 
 def save(fig, path: str | os.PathLike) -> Path:

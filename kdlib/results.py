@@ -30,7 +30,7 @@ REFERENCE = {"teacher": 83.84, "ce": 72.35, "kd": 74.54, "grad_at": 72.50,
 REFERENCE_SOURCE = ("the notebook knowledge_distillation_CNN.ipynb of github.com/CharvakaSynapse/"
                     "Knowledge-Distillation: one run each, its own BatchNorm/ELU models and recipe "
                     "(10 epochs, no augmentation); its distillation rows used an untrained teacher")
-ORDER = list(REFERENCE)
+ORDER = ["teacher", "ce", "kd", "kd_untrained", "ls", "grad_at", "act_at", "kd_grad_at"]
 # What a student run's result depends on besides its settings (see experiment.identity).
 IDENTITY = ("source", "data", "n_train", "n_test", "device_type", "precision", "code")
 
@@ -80,14 +80,16 @@ def _settings(rec: dict, own: bool) -> dict:
     (own) the method's own knobs; the knobs its method does not read are never compared."""
     config = rec.get("settings") or {k: v for k, v in rec.get("config", {}).items()
                                      if k not in ("progress", "device", "amp")}
-    method_knobs = METHODS[rec["method"]].knobs if rec["method"] in METHODS else ()
+    recipe = rec.get("recipe", rec["method"])  # e.g. "kd" for the "kd_untrained" control
+    method_knobs = METHODS[recipe].knobs if recipe in METHODS else ()
     return {k: v for k, v in config.items()
             if k != "seed" and (k not in KNOBS or (own and k in method_knobs))}
 
 
 def _differences(a: dict, b: dict) -> list[str]:
-    """The names of the fields in which two records' identities differ."""
-    keys = [*IDENTITY, "teacher"]
+    """The names of the fields in which two records' identities differ. A control run (KD from
+    an untrained teacher) has another teacher on purpose: the teacher is not compared."""
+    keys = [*IDENTITY] + ([] if a.get("control") or b.get("control") else ["teacher"])
     out = [k for k in keys if a.get(k) != b.get(k) and not (k == "teacher" and None in (a.get(k), b.get(k)))]
     sa, sb = _settings(a, own=False), _settings(b, own=False)
     return out + [k for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]
@@ -96,7 +98,7 @@ def _differences(a: dict, b: dict) -> list[str]:
 def comparable(records: list[dict], warn: bool = True) -> list[dict]:
     """The records one table may show together, oldest first, each (method, seed) once.
 
-    The newest student run sets what is compared: a student record is kept when its data,
+    The newest student run (not a control) sets what is compared: a student record is kept when its data,
     sizes, device type, precision, code, teacher (a CE run trained without one matches any)
     and settings other than its method's knobs equal that run's; within a method, only the
     records with the knobs of its newest kept run. The teacher row is the teacher whose
@@ -107,7 +109,7 @@ def comparable(records: list[dict], warn: bool = True) -> list[dict]:
     notes: dict[str, list[str]] = {}
     kept: list[dict] = []
     if students:
-        anchor = students[-1]
+        anchor = next((r for r in reversed(students) if not r.get("control")), students[-1])
         own_settings: dict[str, dict] = {}
         for rec in reversed(students):
             differ = _differences(rec, anchor)
@@ -120,7 +122,7 @@ def comparable(records: list[dict], warn: bool = True) -> list[dict]:
                     continue
             notes.setdefault(rec["method"], []).extend(differ)
         kept.reverse()
-        teacher_id = next((r["teacher"] for r in reversed(kept) if r.get("teacher")), None)
+        teacher_id = next((r["teacher"] for r in reversed(kept) if r.get("teacher") and not r.get("control")), None)
         teachers = [r for r in records if r["method"] == "teacher" and _is_teacher(r, teacher_id, anchor)]
     else:
         teachers = [r for r in records if r["method"] == "teacher"]

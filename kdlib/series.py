@@ -37,7 +37,7 @@ NOTEBOOKS = ["01_teacher.ipynb", "02_student_baseline.ipynb", "03_kd_logits.ipyn
              "04_grad_attention.ipynb", "05_squared_attention.ipynb", "06_combined.ipynb",
              "07_sweeps.ipynb"]
 
-_COMMON = dict(data="cifar10", n_train=None, n_test=None, batch_size=128, lr=2e-3,
+_COMMON = dict(family="tutorial", data="cifar10", n_train=None, n_test=None, batch_size=128, lr=2e-3,
                schedule="onecycle", augment=True, views=8, temperature=4.0, kd_weight=0.5,
                beta=250.0, device="auto", amp="auto", compile=False, progress=False, reuse=False,
                # 07_sweeps: one knob at a time, the rest as above

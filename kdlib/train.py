@@ -59,12 +59,14 @@ class Config:
     temperature: float = 4.0      # KD temperature T
     kd_weight: float = 0.5        # a: weight of the KD term; CE gets 1 - a
     beta: float = 250.0           # weight of the attention term, summed over both stages
+    smoothing: float = 0.1        # label smoothing of the "ls" control
     seed: int = 0
     device: str = "auto"          # "auto", "cpu", "cuda", ...
     amp: str = "auto"             # "auto" (bf16 on CUDA), "bf16" or "off"
     compile: bool = False         # torch.compile the model (CUDA)
     progress: bool = True         # tqdm progress bar
     eval_every: int = 1           # test accuracy every k epochs (and after the last)
+    family: str = "tutorial"      # the teacher/student pair: "tutorial" or "reference" (kdlib.models)
 
     def __post_init__(self):
         checks.check(asdict(self), where="kdlib.train.Config")

@@ -125,3 +125,18 @@ def test_the_ce_baseline_measures_agreement_with_the_teacher(synthetic, tmp_path
 def test_notebook_parameters_are_checked_before_any_work(bad, message):
     with pytest.raises(kdlib.checks.ParameterError, match=message):
         experiment.config({"seeds": [0], "teacher_epochs": 2, **bad})
+
+
+def test_kd_from_an_untrained_teacher_is_recorded_as_a_control(synthetic, tmp_cache, tmp_path, monkeypatch):
+    cfg = kdlib.Config(epochs=1, batch_size=64, views=1, progress=False)
+    folders = dict(results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "ck")
+    untrained = experiment.untrained_teacher(synthetic, cfg)
+    experiment.train_method("kd", synthetic, cfg, [0], untrained, **folders, name="kd_untrained",
+                            control="KD from an untrained teacher")
+    (record,) = results.load(tmp_path / "results")
+    assert (record["method"], record["recipe"], record["control"]) == ("kd_untrained", "kd",
+                                                                       "KD from an untrained teacher")
+    assert (tmp_path / "ck" / "student-kd_untrained-seed0.pt").is_file()
+    monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("retrained the control"))
+    experiment.train_method("kd", synthetic, cfg, [0], untrained, **folders, reuse=True, name="kd_untrained",
+                            control="KD from an untrained teacher")

@@ -118,3 +118,14 @@ def test_the_kd_recipe_distils_the_teachers_logits():
     torch.testing.assert_close(terms["kd"], 0.4 * kd_loss(logits, teacher_logits, 3.0))
     _, same = kdlib.methods.get("kd").loss(student, x, y, {"logits": logits.detach()}, cfg)
     assert same["kd"].abs().item() < 1e-5  # a teacher that agrees exactly teaches nothing new
+
+
+def test_the_label_smoothing_control_is_cross_entropy_against_smoothed_labels():
+    x, y = torch.randn(5, 3, 32, 32), torch.randint(0, 10, (5,))
+    student = kdlib.LightNN().eval()
+    recipe = kdlib.methods.get("ls")
+    logits, terms = recipe.loss(student, x, y, {}, kdlib.Config(smoothing=0.2))
+    smoothed = 0.8 * F.one_hot(y, 10) + 0.2 / 10
+    torch.testing.assert_close(terms["ce"], -(smoothed * logits.log_softmax(1)).sum(1).mean())
+    _, plain = recipe.loss(student, x, y, {}, kdlib.Config(smoothing=0.0))
+    torch.testing.assert_close(plain["ce"], F.cross_entropy(logits, y))

@@ -107,3 +107,16 @@ def test_one_seed_is_shown_without_a_spread():
     assert table.set_index("method").loc["ce", "std"] != table.set_index("method").loc["ce", "std"]  # NaN
     markdown = results.format_table(table)
     assert "| ce | 1 | 70.00 |" in markdown and "73.00 ± 1.41" in markdown
+
+
+def test_a_control_with_an_untrained_teacher_stays_in_the_table():
+    stale = rec("kd", 1, 0.5, teacher="another trained teacher")  # the oldest run: left out
+    records = [stale, rec("teacher", 0, 0.8), rec("ce", 0, 0.70), rec("kd", 0, 0.73),
+               rec("kd_untrained", 0, 0.71, teacher="untrained", control="KD from an untrained teacher",
+                   recipe="kd")]
+    for hour, r in enumerate(records):
+        r["time"] = f"2026-11-25T{10 + hour}:00:00.000000Z"
+    with pytest.warns(UserWarning, match="Left out 1 'kd'.*teacher"):
+        table = results.table(records).set_index("method")
+    assert list(table.index) == ["teacher", "ce", "kd", "kd_untrained"]
+    assert table.loc["teacher", "mean"] == 80.0 and table.loc["kd", "mean"] == 73.0

@@ -32,7 +32,7 @@ def test_every_method_trains_and_reports_its_terms(method, synthetic, fast_cfg, 
     assert 0 <= metrics["teacher_agreement"] <= 1 and 0 <= metrics["ece"] <= 1
     assert sum(map(sum, metrics["confusion"])) == len(synthetic.y_test)
     expected_terms = {"ce": {"ce"}, "kd": {"ce", "kd"}, "grad_at": {"ce", "at"},
-                      "act_at": {"ce", "at"}, "kd_grad_at": {"ce", "kd", "at"}}[method]
+                      "act_at": {"ce", "at"}, "kd_grad_at": {"ce", "kd", "at"}, "ls": {"ce"}}[method]
     assert {k[5:] for k in run.history[0] if k.startswith("loss_")} == expected_terms
 
 
