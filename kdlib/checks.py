@@ -76,6 +76,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "eval_every": _int_at_least(1),
     "family": _one_of("tutorial", "reference"),
     # kdlib.load
+    "normalization": _one_of("data", "imagenet"),
     "n_train": _optional(_int_at_least(1)),
     "n_test": _optional(_int_at_least(1)),
     # the notebooks' parameters

@@ -37,6 +37,8 @@ CROP_PADDING = 4
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+# normalization="imagenet": the ImageNet statistics the reference notebook normalizes with
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DOWNLOAD_TIMEOUT_S = 20
 
 
@@ -72,10 +74,11 @@ class Splits:
 
     @cached_property
     def fingerprint(self) -> str:
-        """The identity of the content (images, labels, class names), whatever the path or
-        name it was loaded from: what records, reuse and caches compare."""
+        """The identity of the content (images, labels, class names) and of the normalization
+        statistics, whatever the path or name it was loaded from: what records, reuse and
+        caches compare."""
         content = digest(self.x_train, self.y_train, self.x_test, self.y_test)
-        return hashlib.sha1(f"{content}\n{chr(10).join(self.classes)}".encode()).hexdigest()[:16]
+        return hashlib.sha1(f"{content}\n{chr(10).join(self.classes)}\n{self.mean}{self.std}".encode()).hexdigest()[:16]
 
     def tensors(self) -> dict:
         """The fields as a dict of tensors and plain values (what the decoded cache stores)."""
@@ -120,14 +123,15 @@ class Splits:
 
 
 def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data",
-         n_train: int | None = None, n_test: int | None = None) -> Splits:
+         n_train: int | None = None, n_test: int | None = None,
+         normalization: str = "data") -> Splits:
     """Load a dataset as `Splits` (see the module docstring for the sources).
 
     root: where torchvision downloads CIFAR-10. n_train, n_test: keep a fixed random sample
-    of each split (handy for quick runs); the normalization statistics are those of the
-    whole training split.
+    of each split (handy for quick runs). normalization: "data", the per-channel mean and
+    std of the whole training split, or "imagenet", ImageNet's (as the reference notebook).
     """
-    checks.check({"n_train": n_train, "n_test": n_test}, where="kdlib.load")
+    checks.check({"n_train": n_train, "n_test": n_test, "normalization": normalization}, where="kdlib.load")
     name = str(source)
     if name == "cifar10":
         splits = _load_cifar10(Path(root))
@@ -139,6 +143,8 @@ def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data"
             splits = _load_image_folder(_extract(path), origin=path)
         else:
             splits = _load_image_folder(path)
+    if normalization == "imagenet":
+        splits = replace(splits, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return splits.subset(n_train, n_test)
 
 

@@ -45,8 +45,8 @@ def load_teacher(checkpoint_dir, splits: Splits, family: str = "tutorial"):
     if trained_on and trained_on not in (splits.fingerprint, splits.source):
         raise ValueError(f"The teacher in {teacher_path(checkpoint_dir)} was trained on other data "
                          f"({meta.get('source')!r}, {meta.get('n_train')} training images) than this "
-                         f"notebook loads ({splits!r}). Use the same `data`, `n_train` and `n_test` "
-                         "as 01_teacher.ipynb, or retrain the teacher.")
+                         f"notebook loads ({splits!r}). Use the same `data`, `n_train`, `n_test` and "
+                         "`normalization` as 01_teacher.ipynb, or retrain the teacher.")
     return teacher.eval()
 
 

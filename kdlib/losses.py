@@ -88,6 +88,24 @@ def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torc
     return (per_sample * both).sum() / both.sum().clamp(min=1)
 
 
+def reference_gradient_attention(features: torch.Tensor, logits: torch.Tensor,
+                                 labels: torch.Tensor) -> torch.Tensor:
+    r"""The reference notebook's gradient map, kept to show what its table measured: the
+    channel mean of :math:`|\partial\,\overline{\mathrm{CE}} / \partial A|` (N, 1, H, W), read off
+    `features.grad` after a backward pass of the batch-mean cross-entropy *without*
+    `create_graph`.
+
+    Two things follow, both tested: the map is a plain tensor with no graph, so a loss on it
+    sends no gradient into the model; and the backward pass that made it has already added
+    the whole cross-entropy gradient into the model's `.grad`. A reference step with weights
+    0.75 CE + 0.25 MSE(maps) is therefore a CE step with weight 1.75. Compare
+    `gradient_attention`, whose maps stay in the graph (`create_graph=True`)."""
+    features.retain_grad()
+    F.cross_entropy(logits, labels).backward(retain_graph=True)
+    grad, features.grad = features.grad, None
+    return grad.abs().mean(1, keepdim=True)
+
+
 def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor,
                                bins: int = 15) -> float:
     r"""ECE: :math:`\sum_b \tfrac{|B_b|}{N}\,|\mathrm{acc}(B_b) - \mathrm{conf}(B_b)|` over equal-width confidence bins."""

@@ -181,8 +181,9 @@ def sweep(runs, parameter: str, title: str = "", baseline: float | None = None,
     ax.scatter(runs[parameter], runs["accuracy"], s=8, color="C0", alpha=0.4)
     if baseline is not None:
         ax.axhline(baseline, color="gray", ls="--", label="CE baseline")
-    if logx:
-        ax.set_xscale("symlog", linthresh=min(v for v in stats[parameter] if v > 0))
+    positive = [v for v in stats[parameter] if v > 0]
+    if logx and positive:  # symlog: 0 (e.g. beta = 0) stays on the axis
+        ax.set_xscale("symlog", linthresh=min(positive))
     ax.set_xticks(stats[parameter], [f"{v:g}" for v in stats[parameter]])  # the swept values
     ax.minorticks_off()
     ax.set(xlabel=parameter, ylabel="test accuracy (%)", title=title)

@@ -98,16 +98,18 @@ def _differences(a: dict, b: dict) -> list[str]:
 def comparable(records: list[dict], warn: bool = True) -> list[dict]:
     """The records one table may show together, oldest first, each (method, seed) once.
 
-    The newest student run (not a control) sets what is compared: a student record is kept when its data,
-    sizes, device type, precision, code, teacher (a CE run trained without one matches any)
-    and settings other than its method's knobs equal that run's; within a method, only the
-    records with the knobs of its newest kept run. The teacher row is the teacher whose
-    weights the kept students distilled from. Whatever is left out is said in a warning.
+    The newest student run that is not a control sets what is compared: a student record is
+    kept when its data, sizes, device type, precision, code, teacher (a CE run trained without
+    one matches any; a control's is not compared) and settings other than its method's knobs
+    equal that run's; within a method, only the records with the knobs of its newest kept
+    run. The teacher row is the teacher whose weights the kept students distilled from.
+    Whatever is left out is said in a warning.
     """
     records = sorted(records, key=lambda r: r.get("time", ""))
     students = [r for r in records if r["method"] != "teacher"]
     notes: dict[str, list[str]] = {}
     kept: list[dict] = []
+    anchor = records[-1] if records else {}
     if students:
         anchor = next((r for r in reversed(students) if not r.get("control")), students[-1])
         own_settings: dict[str, dict] = {}
@@ -129,15 +131,15 @@ def comparable(records: list[dict], warn: bool = True) -> list[dict]:
     left_out = [r for r in records if r["method"] == "teacher" and r not in teachers[-1:]]
     if left_out and students:
         notes.setdefault("teacher", []).append("not the teacher of these students")
+    shown = teachers[-1:] + kept
     if warn:
         for method, fields in notes.items():
-            n = sum(1 for r in records if r["method"] == method) - sum(1 for r in kept + teachers[-1:] if r["method"] == method)
+            n = sum(r["method"] == method for r in records) - sum(r["method"] == method for r in shown)
             warnings.warn(f"Left out {n} {method!r} record(s) not comparable with the newest run "
-                          f"({students[-1]['method'] + ' seed ' + str(students[-1]['seed']) if students else 'teacher'}, "
-                          f"{(students or teachers)[-1].get('time', '?')}): they differ in "
-                          f"{', '.join(dict.fromkeys(fields))}. Keep each experiment in its own "
-                          "results_dir to compare it in full.", stacklevel=3)
-    return latest_per_seed(teachers[-1:] + kept)
+                          f"({anchor['method']} seed {anchor['seed']}, {anchor.get('time', '?')}): they "
+                          f"differ in {', '.join(dict.fromkeys(fields))}. Keep each experiment in its "
+                          "own results_dir to compare it in full.", stacklevel=3)
+    return latest_per_seed(shown)
 
 
 def _is_teacher(rec: dict, teacher_id: str | None, anchor: dict) -> bool:

@@ -241,3 +241,12 @@ def test_moving_splits_keeps_their_fingerprint_without_hashing_again(monkeypatch
     known = s.fingerprint
     monkeypatch.setattr(data, "digest", lambda *a: pytest.fail("hashed again"))
     assert s.to("cpu").fingerprint == known
+
+
+def test_imagenet_normalization_is_a_load_option_and_part_of_the_identity():
+    plain = kdlib.load("synthetic")
+    imagenet = kdlib.load("synthetic", normalization="imagenet")
+    assert imagenet.mean == data.IMAGENET_MEAN and imagenet.std == data.IMAGENET_STD
+    assert plain.mean != imagenet.mean and plain.fingerprint != imagenet.fingerprint
+    with pytest.raises(kdlib.checks.ParameterError, match="normalization='cifar'"):
+        kdlib.load("synthetic", normalization="cifar")

@@ -129,3 +129,26 @@ def test_the_label_smoothing_control_is_cross_entropy_against_smoothed_labels():
     torch.testing.assert_close(terms["ce"], -(smoothed * logits.log_softmax(1)).sum(1).mean())
     _, plain = recipe.loss(student, x, y, {}, kdlib.Config(smoothing=0.0))
     torch.testing.assert_close(plain["ce"], F.cross_entropy(logits, y))
+
+
+def test_the_reference_gradient_attention_sends_no_gradient_into_the_student():
+    student = kdlib.build("ReferenceLightNN", seed=0)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    logits, stages = kdlib.forward_features(student, x)
+    (ce_grad,) = torch.autograd.grad(F.cross_entropy(logits, y), [student.features[0].bias], retain_graph=True)
+
+    reference = kdlib.losses.reference_gradient_attention(stages[-1], logits, y)  # 8x8, as the reference
+    assert reference.shape == (8, 1, 8, 8)
+    assert not reference.requires_grad  # a plain tensor: a loss on it cannot train the student
+    target = torch.rand(8, 1, 2, 2)
+    term = F.mse_loss(F.avg_pool2d(reference, 4), target)
+    assert not term.requires_grad
+    # ...while the backward pass that made the map left the whole CE gradient in .grad:
+    torch.testing.assert_close(student.features[0].bias.grad, ce_grad)
+
+    # This series' maps stay in the graph: the same kind of term does train the student.
+    student.zero_grad()
+    logits, stages = kdlib.forward_features(student, x)
+    (ours,) = gradient_attention(logits, y, stages[-1:], create_graph=True)
+    attention_loss(ours, torch.rand(8, 64)).backward()
+    assert student.features[0].bias.grad.abs().sum() > 0

@@ -82,3 +82,14 @@ def test_the_teacher_of_another_family_is_refused(synthetic, tmp_path):
     with pytest.raises(kdlib.CheckpointError, match="holds a ReferenceDeepNN, not the DeepNN"):
         kdlib.experiment.load_teacher(tmp_path, small, "tutorial")
     assert type(kdlib.experiment.load_teacher(tmp_path, small, "reference")).__name__ == "ReferenceDeepNN"
+
+
+def test_the_code_version_ignores_comments_and_docstrings_but_not_code(tmp_path):
+    from kdlib.files import source_digest
+    path = tmp_path / "m.py"
+    path.write_text('"""Module."""\ndef f(x):\n    """Doc."""\n    return x + 1  # one\n')
+    before = source_digest(path)
+    path.write_text('"""Another."""\n\ndef f(x):\n    # a comment\n    """Other doc."""\n    return x + 1\n')
+    assert source_digest(path) == before
+    path.write_text('def f(x):\n    return x + 2\n')
+    assert source_digest(path) != before

@@ -120,3 +120,12 @@ def test_a_control_with_an_untrained_teacher_stays_in_the_table():
         table = results.table(records).set_index("method")
     assert list(table.index) == ["teacher", "ce", "kd", "kd_untrained"]
     assert table.loc["teacher", "mean"] == 80.0 and table.loc["kd", "mean"] == 73.0
+
+
+def test_a_sweep_of_zero_alone_can_be_drawn_on_a_log_axis():
+    import pandas as pd
+    from kdlib import plots
+    fig = plots.sweep(pd.DataFrame({"beta": [0.0], "seed": [0], "accuracy": [50.0]}), "beta", logx=True)
+    assert fig.axes[0].get_xscale() == "linear"
+    fig = plots.sweep(pd.DataFrame({"beta": [0.0, 10.0], "seed": [0, 0], "accuracy": [50.0, 51.0]}), "beta", logx=True)
+    assert fig.axes[0].get_xscale() == "symlog"
