@@ -125,7 +125,8 @@ def holds_run(folder: Path) -> bool:
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """A run folder is new, empty, or holds a kdlib run, and is never part of the sources."""
-    sources = [REPOSITORY / name for name in ("notebooks", "figures", "kdlib", "tests", "weights", ".git", ".ci")]
+    sources = [REPOSITORY / name for name in ("notebooks", "figures", "published", "kdlib", "tests", "weights",
+                                               ".git", ".ci")]
     if run_dir == REPOSITORY or any(run_dir == folder or folder in run_dir.parents for folder in sources):
         raise SystemExit(f"kdlib.series: {run_dir} is part of the repository's sources; a run would "
                          "write over them. Choose a run folder elsewhere (default: runs/PROFILE-TIME).")

@@ -80,7 +80,7 @@ def test_the_command_names_the_parameter_within_seconds(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("folder", ["notebooks", "figures", "notebooks/sub"])
+@pytest.mark.parametrize("folder", ["notebooks", "figures", "notebooks/sub", "published/full-h100-2026-11-25"])
 def test_the_repositorys_sources_are_never_a_run_folder(folder):
     for resume in (False, True):
         with pytest.raises(SystemExit, match="part of the repository's sources"):
