@@ -21,7 +21,7 @@ DPI = 80
 # compares, and blocky images compress ~5x better as PNG than smooth ones at this DPI.
 INTERPOLATION = "nearest"
 plt.rcParams["figure.dpi"] = DPI  # inline notebook figures too, so that notebooks stay small
-LABELS = {"teacher": "teacher", "ce": "CE", "kd": "KD", "kd_untrained": "KD, untrained\nteacher",
+LABELS = {"teacher": "teacher", "ce": "CE", "kd": "KD", "kd_untrained": "KD from\nuntrained",
           "ls": "label\nsmoothing", "grad_at": "grad AT", "act_at": "act AT", "kd_grad_at": "KD + grad AT"}
 
 
@@ -58,7 +58,7 @@ def accuracy_bars(table, title: str | None = None) -> plt.Figure:
     differences table, not this picture, says whether a gap is larger than seed noise."""
     from .results import REFERENCE_SOURCE
 
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(table)), 4.2))  # room for every label
     x = np.arange(len(table))
     ax.bar(x, table["mean"], yerr=table["std"].where(table["n_seeds"] > 1), capsize=4,
            color=sns.color_palette("deep", len(table)), label="this series")
@@ -67,7 +67,8 @@ def accuracy_bars(table, title: str | None = None) -> plt.Figure:
     for xi, m in enumerate(table["mean"]):
         ax.text(xi, m / 2, f"{m:.1f}", ha="center", fontsize=9, color="white", weight="bold")
     ax.set_ylim(0, 100)
-    ax.set_xticks(x, [f"{LABELS.get(m, m)}\nn = {n}" for m, n in zip(table["method"], table["n_seeds"])])
+    ax.set_xticks(x, [f"{LABELS.get(m, m)}\nn = {n}" for m, n in zip(table["method"], table["n_seeds"])],
+                  fontsize=8)
     if title is None:
         title = ("Test accuracy, one seed each (no spread to show)" if (table["n_seeds"] == 1).all() else
                  "Test accuracy: mean ± std over the n seeds under each bar")
