@@ -138,12 +138,11 @@ def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, res
         return None
     wanted = identity(splits, cfg, teacher)
     model = load_checkpoint(path, num_classes=splits.num_classes)
-    if type(model).__name__ != architecture or any(model.checkpoint_meta.get(k) != v for k, v in wanted.items()):
+    if type(model).__name__ != architecture or not _matches(model.checkpoint_meta, wanted):
         return None
     weights = weights_digest(model)
     for rec in reversed(results.load(results_dir)):
-        if (rec["method"] == name and rec.get("weights") == weights
-                and all(rec.get(k) == v for k, v in wanted.items())):
+        if rec["method"] == name and rec.get("weights") == weights and _matches(rec, wanted):
             print(f"{name} seed {cfg.seed}: reusing the finished run in {path}")
             return Run(model=model.eval(), method=rec["method"], config=cfg, history=rec["history"],
                        metrics=rec["metrics"], seconds=rec["seconds"], device=rec["device"],
@@ -160,9 +159,14 @@ def recorded_accuracies(results_dir, method: str, splits: Splits, cfg: Config, s
     for seed in seeds:
         wanted = identity(splits, replace(cfg, seed=seed), teacher)
         for rec in records:
-            if rec["method"] == method and all(rec.get(k) == v for k, v in wanted.items()):
+            if rec["method"] == method and _matches(rec, wanted):
                 found[seed] = 100 * rec["metrics"]["accuracy"]
     return found
+
+
+def _matches(saved: dict, wanted: dict) -> bool:
+    """Whether a record or checkpoint's stored identity is exactly `wanted`."""
+    return all(saved.get(k) == v for k, v in wanted.items())
 
 
 def load_student(checkpoint_dir, method: str, seed: int, splits: Splits, family: str = "tutorial"):

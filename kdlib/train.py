@@ -36,10 +36,9 @@ from .files import digest, load_tensors, save_tensors, source_digest
 from .losses import activation_attention, expected_calibration_error, gradient_attention
 from .models import ARCHITECTURES, build, forward_features
 
-# The version of the code that decides what a run produces: a hash of these modules. It is
-# part of every cache key, record and checkpoint, so that after a fix `--resume` and the
-# caches retrain instead of reusing what the old code made (an edited comment retrains too:
-# erring that way costs minutes, the other way a wrong table).
+# The version of the code that decides what a run produces: a hash of these modules' code
+# (comments and docstrings aside). It is part of every cache key, record and checkpoint, so
+# that after a fix `--resume` and the caches retrain instead of reusing what the old code made.
 CODE_VERSION = source_digest(*(Path(__file__).with_name(f"{m}.py")
                                for m in ("data", "losses", "methods", "models", "train")))
 
@@ -157,9 +156,8 @@ class Targets:
               needs=()) -> None:
         """Raise ValueError unless these are the targets for exactly these images, views and
         teacher, and hold what `needs` names."""
-        missing = [name for name in needs if getattr(self, name) is None
-                   or (isinstance(getattr(self, name), list) and not getattr(self, name))]
-        wrong = [f"a method that needs no {name!r}" for name in missing]
+        held = {"logits": self.logits is not None, "act": bool(self.act), "grad": bool(self.grad)}
+        wrong = [f"a method that needs no {name!r}" for name in needs if not held[name]]
         if self.data != splits.fingerprint:
             wrong.append("another training set")
         if not torch.equal(self.views.cpu(), make_views(len(splits.y_train), cfg)):
@@ -323,10 +321,10 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
 
     fixed_views = cfg.fixed_views
     live_teacher = bool(recipe.needs) and not fixed_views
-    if recipe.needs and fixed_views and targets is None:
-        targets = teacher_targets(teacher, splits, cfg)
-    if targets is not None:
+    if targets is not None:  # given by the caller: they must be for exactly this run
         targets.check(splits, cfg, teacher, recipe.needs)
+    elif recipe.needs and fixed_views:
+        targets = teacher_targets(teacher, splits, cfg)
     view_table = targets.views if targets is not None else (make_views(n, cfg) if fixed_views else None)
     if targets is not None:
         targets = targets.to(splits.device)
