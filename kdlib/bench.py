@@ -1,7 +1,7 @@
 """Benchmark: the official tutorial's pipeline against kdlib's engine, same machine, same images.
 
     python -m kdlib.bench [--data SOURCE] [--subset N] [--only kdlib|tutorial] [--teacher CKPT]
-                          [--workloads ...] [--amp auto|bf16|off] [--device D]
+                          [--workloads ...] [--amp auto|bf16|off] [--device D] [--together N]
 
 (a) tutorial: a torchvision dataset with ToTensor + Normalize through a DataLoader (batch 128,
     2 workers), NCHW float32 (its own copy of the teacher too), the teacher run forward at
@@ -10,7 +10,9 @@
     computed live at every step (forward, and backward for gradient maps).
 (b) kdlib: `kdlib.fit` as the notebooks use it: uint8 tensors on the device, channels_last,
     the teacher's targets computed once per image and gathered by index (no augmentation
-    here, as in the tutorial, so both sides train on the same images).
+    here, as in the tutorial, so both sides train on the same images). With --together N the
+    student rows train N seeds at once as one stacked network (`kdlib.fit_together`), and (b)
+    is the time per seed: the group's epoch divided by N.
 
 One epoch per workload and side; prints seconds per epoch, images/s, peak memory and the test
 accuracy each reaches after that epoch, and two speed-ups (a)/(b): per epoch, and per whole
@@ -34,7 +36,7 @@ from . import data as kdata
 from .losses import activation_attention, attention_loss, gradient_attention, kd_loss
 from .methods import METHODS
 from .models import build, forward_features
-from .train import Config, fit, load_checkpoint, resolve_device, teacher_targets
+from .train import Config, fit_together, load_checkpoint, resolve_device, teacher_targets
 
 WORKLOADS = ["teacher CE", "student CE", "student KD", "student act AT", "student grad AT"]
 METHOD_OF = {"teacher CE": "ce", "student CE": "ce", "student KD": "kd",
@@ -107,12 +109,15 @@ def tutorial_epoch(workload: str, splits: kdata.Splits, teacher, device, cfg: Co
     return seconds, correct / len(splits.y_test), model
 
 
-def kdlib_epoch(workload: str, splits: kdata.Splits, teacher, cfg: Config, targets):
-    """One epoch through `kdlib.fit`; returns (seconds, test accuracy, model)."""
-    model = build("DeepNN" if workload.startswith("teacher") else "LightNN", splits.num_classes, seed=0)
-    run = fit(model, splits, METHOD_OF[workload], teacher=None if workload.endswith("CE") else teacher,
-              cfg=cfg, targets=targets)
-    return run.history[0]["seconds"], run.accuracy, run.model
+def kdlib_epoch(workload: str, splits: kdata.Splits, teacher, cfg: Config, targets, together: int = 1):
+    """One epoch through `kdlib.fit_together` (one model, or `together` student seeds at once);
+    returns (seconds per model, mean test accuracy, the first model)."""
+    size = 1 if workload.startswith("teacher") else together
+    models = [build("DeepNN" if workload.startswith("teacher") else "LightNN", splits.num_classes, seed=s)
+              for s in range(size)]
+    runs = fit_together(models, splits, METHOD_OF[workload], None if workload.endswith("CE") else teacher,
+                        cfg, list(range(size)), targets)
+    return runs[0].history[0]["seconds"], sum(r.accuracy for r in runs) / size, runs[0].model
 
 
 def machine() -> str:
@@ -140,12 +145,18 @@ def main(argv=None) -> None:
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
                         help="kdlib side: bf16 autocast (auto: on CUDA only)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--together", type=int, default=1, metavar="N",
+                        help="kdlib side: train N student seeds at once, report seconds per seed")
     args = parser.parse_args(argv)
+    if args.together < 1:
+        parser.error(f"--together {args.together}: expected a number of seeds of at least 1")
 
     device = resolve_device(args.device)
     splits = kdata.load(args.data, n_train=args.subset)
     print(f"bench {time.strftime('%Y-%m-%d')}: {machine()}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; device {device}, amp {args.amp}\n{splits}")
+          f"{torch.get_num_threads()} threads; device {device}, amp {args.amp}"
+          + (f"; students {args.together} seeds together, (b) per seed" if args.together > 1 else "")
+          + f"\n{splits}")
     # One epoch, no augmentation, constant lr: the tutorial's recipe on both sides.
     cfg = Config(epochs=1, augment=False, views=1, schedule="constant", lr=1e-3, temperature=2.0,
                  kd_weight=0.25, device=args.device, amp=args.amp, progress=False)
@@ -167,7 +178,7 @@ def main(argv=None) -> None:
             targets = teacher_targets(teacher, splits, cfg, cache=False, needs=needs)
             targets_seconds = time.perf_counter() - start
         a = tutorial_epoch(workload, splits, teacher, device, cfg) if args.only != "kdlib" else nan
-        b = kdlib_epoch(workload, splits, teacher, cfg, targets) if args.only != "tutorial" else nan
+        b = kdlib_epoch(workload, splits, teacher, cfg, targets, args.together) if args.only != "tutorial" else nan
         if workload == "teacher CE" and not args.teacher:
             teacher = (b[2] if b[2] is not None else a[2]).eval()  # students distil from this teacher
         seconds[workload] = b[0]

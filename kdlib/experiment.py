@@ -13,8 +13,8 @@ from . import checks, results
 from .data import Splits
 from .methods import get as get_method
 from .models import build, student_architecture, teacher_architecture
-from .train import (Config, Run, fit, load_checkpoint, run_identity, save_checkpoint,
-                    teacher_targets, weights_digest)
+from .train import (Config, Run, fit, fit_together, load_checkpoint, resolve_device, run_identity,
+                    save_checkpoint, teacher_targets, weights_digest)
 
 TEACHER_FILE = "teacher.pt"
 
@@ -66,7 +66,8 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
 
 def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
                  results_dir=None, checkpoint_dir=None, reuse: bool = False,
-                 tag: str = "", name: str | None = None, **meta) -> list[Run]:
+                 tag: str = "", name: str | None = None, together: int | None = None,
+                 **meta) -> list[Run]:
     """Train a fresh student of `cfg.family` with `method` once per seed; save records and
     checkpoints.
 
@@ -77,29 +78,43 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     teacher and code) instead of training it again, so that an interrupted series resumes
     where it stopped. tag: part of the checkpoint's name, for runs of one method with other
     settings (the sweeps); name: what records and tables call the runs (default: the method),
-    e.g. "kd_untrained" for KD from an untrained teacher; meta: extra fields of the record
-    and checkpoint (a `control` description marks a control run).
+    e.g. "kd_untrained" for KD from an untrained teacher; together: how many seeds train at
+    once as one stacked network (`kdlib.train.fit_together`); by default all of them on a GPU,
+    where the student is launch-bound, and one at a time on the CPU, where stacking is slower
+    (1.2-1.4x for three LightNNs on a 2-core EPYC); meta: extra fields of the record and
+    checkpoint (a `control` description marks a control run).
     """
     name = name or method
-    checks.check({"seeds": list(seeds) if isinstance(seeds, (list, tuple, range)) else seeds},
-                 where="train_method")
-    runs = []
-    targets = None
-    for seed in seeds:
-        seeded = replace(cfg, seed=seed)
-        path = (Path(checkpoint_dir) / f"student-{name}{tag}-seed{seed}.pt"
-                if checkpoint_dir is not None else None)
-        run = (_finished_run(name, student_architecture(cfg.family), splits, seeded, results_dir, path, teacher)
-               if reuse else None)
-        if run is None:
-            if targets is None and get_method(method).needs and cfg.fixed_views:
-                targets = teacher_targets(teacher, splits, cfg)
-            student = build(student_architecture(cfg.family), splits.num_classes, seed=seed)
-            run = fit(student, splits, method, teacher=teacher, cfg=seeded, targets=targets)
-            _keep(run, name, splits, teacher, path, results_dir, {"recipe": method, **meta})
-        print(f"{name} seed {seed}: test accuracy {100 * run.accuracy:.2f}% "
-              f"({run.seconds:.0f} s, {run.device})")
-        runs.append(run)
+    seeds = list(seeds) if isinstance(seeds, (list, tuple, range)) else seeds
+    checks.check({"seeds": seeds}, where="train_method")
+    if together is None:
+        together = len(seeds) if resolve_device(cfg.device).type == "cuda" else 1
+    architecture = student_architecture(cfg.family)
+
+    def checkpoint(seed):
+        return Path(checkpoint_dir) / f"student-{name}{tag}-seed{seed}.pt" if checkpoint_dir is not None else None
+
+    done = {}
+    if reuse:
+        for seed in seeds:
+            run = _finished_run(name, architecture, splits, replace(cfg, seed=seed), results_dir,
+                                checkpoint(seed), teacher)
+            if run is not None:
+                done[seed] = run
+    pending = [seed for seed in seeds if seed not in done]
+    targets = (teacher_targets(teacher, splits, cfg) if pending and get_method(method).needs
+               and cfg.fixed_views else None)
+    for start in range(0, len(pending), together):
+        group = pending[start:start + together]
+        students = [build(architecture, splits.num_classes, seed=seed) for seed in group]
+        for run in fit_together(students, splits, method, teacher, cfg, group, targets):
+            _keep(run, name, splits, teacher, checkpoint(run.config.seed), results_dir, {"recipe": method, **meta})
+            done[run.config.seed] = run
+    runs = [done[seed] for seed in seeds]
+    for run in runs:
+        shared = f", trained with {run.together - 1} other seed(s)" if run.together > 1 else ""
+        print(f"{name} seed {run.config.seed}: test accuracy {100 * run.accuracy:.2f}% "
+              f"({run.seconds:.0f} s{shared}, {run.device})")
     return runs
 
 
@@ -146,7 +161,7 @@ def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, res
             print(f"{name} seed {cfg.seed}: reusing the finished run in {path}")
             return Run(model=model.eval(), method=rec["method"], config=cfg, history=rec["history"],
                        metrics=rec["metrics"], seconds=rec["seconds"], device=rec["device"],
-                       source=rec["source"])
+                       source=rec["source"], together=rec.get("together", 1))
     return None
 
 

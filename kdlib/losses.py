@@ -12,17 +12,18 @@ import torch.nn.functional as F
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-            temperature: float) -> torch.Tensor:
-    r"""Hinton et al. (2015) soft-target loss, averaged over the batch.
+            temperature: float, reduction: str = "mean") -> torch.Tensor:
+    r"""Hinton et al. (2015) soft-target loss, averaged over the batch ("none": per sample).
 
     .. math:: T^2 \cdot \mathrm{KL}\big(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T)\big)
 
     The T^2 keeps its gradients on the scale of the cross-entropy term as T grows.
     """
     T = temperature
-    return F.kl_div(F.log_softmax(student_logits.float() / T, dim=1),
-                    F.log_softmax(teacher_logits.float() / T, dim=1),
-                    reduction="batchmean", log_target=True) * T * T
+    per_sample = F.kl_div(F.log_softmax(student_logits.float() / T, dim=1),
+                          F.log_softmax(teacher_logits.float() / T, dim=1),
+                          reduction="none", log_target=True).sum(1) * T * T
+    return _reduce(per_sample, reduction)
 
 
 def activation_attention(features: torch.Tensor) -> torch.Tensor:
@@ -78,14 +79,20 @@ def has_map(maps: torch.Tensor) -> torch.Tensor:
     return maps.detach().float().norm(dim=1) > 0.5
 
 
-def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
-    r"""Mean over samples of the mean squared difference of two normalized maps,
-    :math:`\tfrac{1}{N}\sum_n \tfrac{1}{HW}\sum_j (Q_{s,nj} - Q_{t,nj})^2`, over the samples
-    where both maps exist (`has_map`); 0 when none does."""
+def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor,
+                   reduction: str = "mean") -> torch.Tensor:
+    r"""Mean over samples ("none": per sample) of the mean squared difference of two normalized
+    maps, :math:`\tfrac{1}{N}\sum_n \tfrac{1}{HW}\sum_j (Q_{s,nj} - Q_{t,nj})^2`, where a sample
+    without both maps (`has_map`) adds 0: there is nothing to match."""
     teacher_map = teacher_map.to(student_map.dtype)
-    per_sample = (student_map - teacher_map).pow(2).mean(1)
     both = has_map(student_map) & has_map(teacher_map)
-    return (per_sample * both).sum() / both.sum().clamp(min=1)
+    return _reduce((student_map - teacher_map).pow(2).mean(1) * both, reduction)
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', not {reduction!r}.")
+    return per_sample.mean() if reduction == "mean" else per_sample
 
 
 def reference_gradient_attention(features: torch.Tensor, logits: torch.Tensor,

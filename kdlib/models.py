@@ -20,6 +20,8 @@ Sequential: no second copy of a model class.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -147,6 +149,22 @@ def forward_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, l
         if isinstance(layer, nn.MaxPool2d):
             stages.append(x)
     return model.classifier(torch.flatten(x, 1)), stages
+
+
+def segments(model: nn.Module) -> list[nn.Module]:
+    """The model cut after each pooling stage: one Sequential per stage, then the head
+    (flatten and classifier). Run in a chain they are the model; their outputs between them
+    are `forward_features`'s stages. The pieces share the model's layers (and keep their
+    names), so that each can be compiled, or run for several stacked models (kdlib.members),
+    while a gradient with respect to a stage output still reaches the logits."""
+    pieces, layers = [], []
+    for name, layer in model.features.named_children():
+        layers.append((name, layer))
+        if isinstance(layer, nn.MaxPool2d):
+            pieces.append(nn.Sequential(OrderedDict(layers)))
+            layers = []
+    head = layers + [("flatten", nn.Flatten()), ("classifier", model.classifier)]
+    return pieces + [nn.Sequential(OrderedDict(head))]
 
 
 def build(name: str, num_classes: int = 10, seed: int | None = None) -> nn.Module:

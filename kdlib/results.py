@@ -40,7 +40,7 @@ def record(run, name: str | None = None, **extra) -> dict:
     from dataclasses import asdict
     return {"method": name or run.method, "seed": run.config.seed, "config": asdict(run.config),
             "metrics": run.metrics, "history": run.history, "source": run.source,
-            "device": run.device, "seconds": run.seconds, "time": now(), **extra}
+            "device": run.device, "seconds": run.seconds, "together": run.together, "time": now(), **extra}
 
 
 def now() -> str:
@@ -157,6 +157,23 @@ def frame(records: list[dict]) -> pd.DataFrame:
              "ece": r["metrics"].get("ece", float("nan")), "seconds": r["seconds"]}
             for r in comparable(records)]
     return pd.DataFrame(rows, columns=["method", "seed", "accuracy", "teacher_agreement", "ece", "seconds"])
+
+
+RUN_COLUMNS = ["name", "method", "seed", "epochs", "accuracy", "seconds", "together", "device", "sweep"]
+
+
+def runs(records: list[dict]) -> pd.DataFrame:
+    """One row per training run, in the order they finished: name (what tables call it),
+    method (its recipe), seed, epochs, test accuracy (%), seconds, together (how many models
+    trained in one stacked network; seconds is then this run's share of the group's time, so
+    the column sums to the time spent), device, and the sweep's "parameter=value" if any."""
+    rows = [{"name": r["method"], "method": r.get("recipe", "ce" if r["method"] == "teacher" else r["method"]),
+             "seed": r["seed"], "epochs": r["config"]["epochs"],
+             "accuracy": round(100 * r["metrics"]["accuracy"], 2), "seconds": round(r["seconds"], 1),
+             "together": r.get("together", 1), "device": r["device"],
+             "sweep": f"{r['sweep']['parameter']}={r['sweep']['value']:g}" if r.get("sweep") else ""}
+            for r in sorted(records, key=lambda r: r.get("time", ""))]
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
 def table(records: list[dict]) -> pd.DataFrame:

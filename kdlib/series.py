@@ -12,7 +12,8 @@ Profiles (any parameter can be overridden with -p):
               augmentation, ImageNet normalization, T=3, KD weight 0.25, seeds 42-44
 
 Executed notebooks, records, checkpoints and figures go into RUN_DIR (never over the
-sources); the table goes to RUN_DIR/results.csv and RUN_DIR/table.md. Every parameter is
+sources); the table goes to RUN_DIR/results.csv and RUN_DIR/table.md, every training run
+with its seconds to RUN_DIR/runs.csv. Every parameter is
 checked before anything runs. RUN_DIR must be new, empty or hold a kdlib run; a notebook's
 executed copy and figures replace the earlier ones only once it has run to the end, so a
 failed or interrupted run leaves the earlier run's files as they were.
@@ -203,10 +204,15 @@ def _move_into(stage: Path, run_dir: Path) -> None:
 
 
 def print_table(run_dir: Path) -> None:
+    """The comparison table (results.csv, table.md, printed) and the list of every training
+    run with its seconds (runs.csv, the sweeps' included)."""
     from . import results
     records = results.load(run_dir / "results")
     table = results.table(records)
     results.write_csv(table, run_dir / "results.csv")
+    every_run = results.runs(records + results.load(run_dir / "results" / "sweeps"))
+    write_text(run_dir / "runs.csv", every_run.to_csv(index=False))
+    print(f"{len(every_run)} training runs, {every_run['seconds'].sum():.0f} s of training in all (runs.csv)")
     markdown = results.format_table(table)
     write_text(run_dir / "table.md", markdown + "\n")
     print(markdown)
@@ -215,7 +221,7 @@ def print_table(run_dir: Path) -> None:
 def publish(run_dir: Path) -> None:
     """Make a finished run the repository's showcase: its executed notebooks replace the
     sources (outputs kept, papermill's injected-parameters cell dropped, so the parameters
-    cell stays the one a reader edits) and its figures and results.csv go into figures/."""
+    cell stays the one a reader edits) and its figures, results.csv and runs.csv go into figures/."""
     import shutil
 
     import nbformat
@@ -235,8 +241,9 @@ def publish(run_dir: Path) -> None:
         nbformat.write(nb, NOTEBOOK_DIR / name)
     figures = NOTEBOOK_DIR.parent / "figures"
     figures.mkdir(exist_ok=True)
-    for path in [*(run_dir / "figures").glob("*.png"), run_dir / "results.csv"]:
-        shutil.copy2(path, figures / path.name)
+    for path in [*(run_dir / "figures").glob("*.png"), run_dir / "results.csv", run_dir / "runs.csv"]:
+        if path.is_file():
+            shutil.copy2(path, figures / path.name)
     print(f"published {run_dir} into {NOTEBOOK_DIR} and {figures}")
 
 

@@ -17,3 +17,12 @@ def test_bench_times_both_sides_and_prints_a_row_per_workload(capsys, tmp_cache)
         assert (targets > 0) == (workload != "student CE")  # CE needs no teacher targets
         assert 0 <= float(cells[7].strip(" %")) <= 100 and 0 <= float(cells[8].strip(" %")) <= 100
     assert "a KD epoch costs" in out
+
+
+def test_bench_times_students_trained_together_per_seed(capsys, tmp_cache):
+    bench.main(["--data", "synthetic", "--subset", "256", "--only", "kdlib", "--together", "2",
+                "--workloads", "student CE", "student act AT"])
+    out = capsys.readouterr().out
+    assert "students 2 seeds together, (b) per seed" in out
+    rows = [line for line in out.splitlines() if line.startswith("| student")]
+    assert len(rows) == 2 and all(float(r.split("|")[3]) > 0 for r in rows)

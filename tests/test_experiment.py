@@ -36,9 +36,8 @@ def test_reuse_takes_finished_runs_and_retrains_what_changed(synthetic, tmp_path
     first = experiment.train_method("ce", synthetic, cfg, [0, 1], **folders, reuse=True)
 
     trained = []
-    real_fit = experiment.fit
-    monkeypatch.setattr(experiment, "fit", lambda model, splits, method, **kw: trained.append(kw["cfg"].seed)
-                        or real_fit(model, splits, method, **kw))
+    real_fit = experiment.fit_together
+    monkeypatch.setattr(experiment, "fit_together", lambda *a: trained.extend(a[5]) or real_fit(*a))
     again = experiment.train_method("ce", synthetic, cfg, [0, 1, 2], **folders, reuse=True)
     assert trained == [2]  # seeds 0 and 1 were finished with these settings
     assert [r.accuracy for r in again[:2]] == [r.accuracy for r in first]
@@ -86,7 +85,7 @@ def test_sweeps_resume_without_retraining_or_duplicate_records(synthetic, tmp_ca
     teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=1)
     folders = dict(results_dir=tmp_path / "sweeps", checkpoint_dir=tmp_path / "ck", reuse=True)
     first = experiment.sweep("kd", "temperature", [1.0, 8.0], synthetic, cfg, [0], teacher, **folders)
-    monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("retrained a finished sweep run"))
+    monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: pytest.fail("retrained a finished sweep run"))
     again = experiment.sweep("kd", "temperature", [1.0, 8.0], synthetic, cfg, [0], teacher, **folders)
     assert again.equals(first)
     records = results.load(tmp_path / "sweeps")
@@ -98,11 +97,11 @@ def test_reuse_needs_the_same_code_and_compares_the_device_actually_used(synthet
     folders = dict(results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "ck", reuse=True)
     experiment.train_method("ce", synthetic, cfg, [0], **folders)
     trained = []
-    real_fit = experiment.fit
-    monkeypatch.setattr(experiment, "fit", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
+    real_fit = experiment.fit_together
+    monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
     experiment.train_method("ce", synthetic, dataclasses.replace(cfg, device="cpu"), [0], **folders)
     assert trained == []  # "auto" is the CPU here: the same run
-    monkeypatch.setattr(kdlib.train, "CODE_VERSION", "a-fixed-bug")
+    monkeypatch.setattr(kdlib.config, "CODE_VERSION", "a-fixed-bug")
     experiment.train_method("ce", synthetic, cfg, [0], **folders)
     assert trained == [1]  # other code: trained again
 
@@ -137,6 +136,26 @@ def test_kd_from_an_untrained_teacher_is_recorded_as_a_control(synthetic, tmp_ca
     assert (record["method"], record["recipe"], record["control"]) == ("kd_untrained", "kd",
                                                                        "KD from an untrained teacher")
     assert (tmp_path / "ck" / "student-kd_untrained-seed0.pt").is_file()
-    monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("retrained the control"))
+    monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: pytest.fail("retrained the control"))
     experiment.train_method("kd", synthetic, cfg, [0], untrained, **folders, reuse=True, name="kd_untrained",
                             control="KD from an untrained teacher")
+
+
+def test_seeds_trained_together_keep_a_record_checkpoint_and_share_of_time_each(synthetic, tmp_path, monkeypatch):
+    cfg = kdlib.Config(epochs=1, batch_size=64, progress=False)
+    folders = dict(results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "ck")
+    groups = []
+    real_fit = experiment.fit_together
+    monkeypatch.setattr(experiment, "fit_together", lambda *a: groups.append(a[5]) or real_fit(*a))
+    runs = experiment.train_method("ce", synthetic, cfg, [0, 1, 2], **folders, together=2)
+    assert groups == [[0, 1], [2]]
+    assert [r.config.seed for r in runs] == [0, 1, 2] and [r.together for r in runs] == [2, 2, 1]
+    records = results.load(tmp_path / "results")
+    assert sorted((r["seed"], r["together"]) for r in records) == [(0, 2), (1, 2), (2, 1)]
+    assert all((tmp_path / "ck" / f"student-ce-seed{s}.pt").is_file() for s in (0, 1, 2))
+    # A seed trained in a group is a finished run like any other: resumed, not retrained.
+    again = experiment.train_method("ce", synthetic, cfg, [1, 2], **folders, reuse=True, together=2)
+    assert groups == [[0, 1], [2]] and [r.accuracy for r in again] == [r.accuracy for r in runs[1:]]
+    table = results.runs(results.load(tmp_path / "results"))
+    assert list(table.columns) == results.RUN_COLUMNS and len(table) == 3
+    assert table["seconds"].sum() == pytest.approx(sum(r.seconds for r in runs), abs=0.2)

@@ -50,6 +50,12 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["method"] for r in rows] == ["teacher", "ce", "kd", "kd_untrained", "ls", "grad_at", "act_at", "kd_grad_at"]
     assert "| kd_grad_at |" in done.stdout
+    # Every training run, sweeps included, once in runs.csv, with its seconds.
+    every_run = list(csv.DictReader(open(out / "runs.csv")))
+    recorded = list((out / "results").glob("*.json")) + list((out / "results" / "sweeps").glob("*.json"))
+    assert len(every_run) == len(recorded) and every_run[0]["name"] == "teacher"
+    assert {r["sweep"] for r in every_run} >= {"", "temperature=4", "beta=250"}
+    assert all(float(r["seconds"]) > 0 for r in every_run) and "training runs" in done.stdout
 
     # An interrupted run resumes: finished runs with the same settings are taken, not retrained.
     again = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--resume", str(out),

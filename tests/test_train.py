@@ -42,7 +42,7 @@ def test_cached_targets_are_the_teachers_outputs_on_exactly_that_view(synthetic,
     targets = train.teacher_targets(teacher, synthetic, cfg)
     assert targets.logits.shape == (600, 3, 10) and targets.grad[0].shape == (600, 3, 256)
     index, view = torch.tensor([5, 17]), torch.tensor([2, 0])
-    x = train._batch(synthetic, index, targets.views[index, view], True, torch.device("cpu"))
+    x = kdlib.targets.view_batch(synthetic, index, targets.views[index, view], True, torch.device("cpu"))
     live = train.distillation_targets(teacher, x, synthetic.y_train[index], ("logits", "act", "grad"))
     gathered = targets.gather(index, view)
     torch.testing.assert_close(gathered["logits"], live["logits"], rtol=1e-4, atol=1e-4)
@@ -119,11 +119,11 @@ def _probe(seen: list):
     batch the student gets, next to the targets the engine handed it."""
     kd = kdlib.methods.get("kd")
 
-    def loss(model, x, y, targets, cfg):
+    def loss(batch, cfg):
         with torch.no_grad():
-            live = seen[0](x.float()).float()
-        seen.append((targets["logits"].detach().clone(), live))
-        return kd.loss(model, x, y, targets, cfg)
+            live = seen[0](batch.x.float()).float()
+        seen.append((batch.targets["logits"].detach().clone(), live))
+        return kd.loss(batch, cfg)
     return kdlib.methods.Method("probe", "probe", ("logits",), loss, kd.knobs)
 
 

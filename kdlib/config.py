@@ -1,0 +1,89 @@
+"""What decides a run, and where and how it runs: the `Config` of every training run, the
+device and arithmetic it resolves to, and the code version stored with its results."""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import checks
+from .files import source_digest
+
+CODE_VERSION = source_digest(*(Path(__file__).with_name(f"{m}.py") for m in (
+    "config", "data", "losses", "members", "methods", "models", "targets", "train")))
+
+
+@dataclass
+class Config:
+    """Everything that decides a run; stored with its results."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3              # peak learning rate of the one-cycle schedule (Adam)
+    schedule: str = "onecycle"    # "onecycle" or "constant"
+    weight_decay: float = 0.0
+    augment: bool = True          # random crop (pad 4, reflect) + horizontal flip
+    views: int = 8                # fixed views per image (0: fresh views, live teacher)
+    view_seed: int = 0            # the views are the same for every run that shares it
+    temperature: float = 4.0      # KD temperature T
+    kd_weight: float = 0.5        # a: weight of the KD term; CE gets 1 - a
+    beta: float = 250.0           # weight of the attention term, summed over both stages
+    smoothing: float = 0.1        # label smoothing of the "ls" control
+    seed: int = 0
+    device: str = "auto"          # "auto", "cpu", "cuda", ...
+    amp: str = "auto"             # "auto" (bf16 on CUDA), "bf16" or "off"
+    compile: bool = False         # torch.compile the model (CUDA)
+    progress: bool = True         # tqdm progress bar
+    eval_every: int = 1           # test accuracy every k epochs (and after the last)
+    family: str = "tutorial"      # the teacher/student pair: "tutorial" or "reference" (kdlib.models)
+
+    def __post_init__(self):
+        checks.check(asdict(self), where="kdlib.train.Config")
+
+    @property
+    def fixed_views(self) -> bool:
+        """Whether each image has a fixed set of views, so the teacher's targets can be
+        computed once; False: fresh views every step and the teacher runs live."""
+        return self.views > 0 or not self.augment
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """The torch device that `device` ("auto", "cpu", "cuda", ...) means here; a clear
+    ParameterError when it does not exist."""
+    checks.check_device(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def precision(device: torch.device, amp: str = "auto") -> str:
+    """The arithmetic a run uses: "bf16" (autocast) or "float32". bf16 where it pays: on CUDA
+    by default; on the CPU only when asked, as it is much slower than float32 on CPUs
+    without native bf16 (kdlib.bench measures it)."""
+    return "bf16" if amp == "bf16" or (amp == "auto" and device.type == "cuda") else "float32"
+
+
+def autocast(device: torch.device, amp: str = "auto"):
+    if precision(device, amp) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def run_identity(cfg: Config) -> dict:
+    """What decides a run's result beyond its data and teacher: its settings (without the
+    display-only `progress`, and with the device and precision actually used instead of
+    "auto") and the code version."""
+    device = resolve_device(cfg.device)
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "device", "amp")}
+    return {"settings": settings, "device_type": device.type,
+            "precision": precision(device, cfg.amp), "code": CODE_VERSION}
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
