@@ -83,6 +83,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "data": _TEXT,
     "profile": _TEXT,
     "teacher_epochs": _EPOCHS,
+    "teacher_weights": _optional(_TEXT),
     "student_epochs": _EPOCHS,
     "sweep_epochs": _optional(_EPOCHS),
     "seeds": _list_of(_SEED, "integers >= 0", "[0, 1, 2]"),

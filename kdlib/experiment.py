@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import checks, results
+from . import checks, published, results
 from .data import Splits
 from .methods import get as get_method
 from .models import build, student_architecture, teacher_architecture
-from .train import (Config, Run, fit, fit_together, load_checkpoint, resolve_device, run_identity,
-                    save_checkpoint, teacher_targets, weights_digest)
+from .train import (Config, Run, describe_device, evaluate, fit, fit_together, load_checkpoint,
+                    resolve_device, run_identity, save_checkpoint, teacher_targets, weights_digest)
 
 TEACHER_FILE = "teacher.pt"
 
@@ -51,10 +51,21 @@ def load_teacher(checkpoint_dir, splits: Splits, family: str = "tutorial"):
 
 
 def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=None,
-                  reuse: bool = False, **meta) -> Run:
+                  reuse: bool = False, weights=None, **meta) -> Run:
     """Train the teacher of `cfg.family` with cross-entropy; save its record (as "teacher") and
-    `teacher.pt`, which every student notebook loads. `reuse`: see `train_method`."""
+    `teacher.pt`, which every student notebook loads. `reuse`: see `train_method`.
+
+    weights: a published teacher (`kdlib.published`, e.g. "../weights/teacher-tutorial.pt")
+    to take instead of training one: it is checked against this data, measured on its test
+    images and saved as this run's teacher, its record carrying the recipe it was trained with
+    and the path it came from (and 0 s of training)."""
     path = teacher_path(checkpoint_dir) if checkpoint_dir is not None else None
+    if weights is not None:
+        run = _published_teacher(weights, splits, cfg)
+        _keep(run, "teacher", splits, None, path, results_dir, {**meta, "published": str(weights)})
+        print(f"teacher: the published {Path(weights).name}, test accuracy {100 * run.accuracy:.2f}% "
+              f"on this data ({100 * run.model.checkpoint_meta['accuracy']:.2f}% when it was published)")
+        return run
     architecture = teacher_architecture(cfg.family)
     run = _finished_run("teacher", architecture, splits, cfg, results_dir, path) if reuse else None
     if run is None:
@@ -62,6 +73,17 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
         _keep(run, "teacher", splits, None, path, results_dir, meta)
     print(f"teacher: test accuracy {100 * run.accuracy:.2f}% ({run.seconds:.0f} s, {run.device})")
     return run
+
+
+def _published_teacher(weights, splits: Splits, cfg: Config) -> Run:
+    """A Run for a published teacher: its own recipe and training history, this data's metrics."""
+    teacher = published.load(weights, splits, cfg.family)
+    stored = teacher.checkpoint_meta
+    own = {k: v for k, v in stored["config"].items() if k in {f.name for f in fields(Config)}}
+    recipe = Config(**{**own, "device": cfg.device, "amp": cfg.amp, "progress": cfg.progress})
+    return Run(model=teacher, method="ce", config=recipe, history=stored["history"],
+               metrics=evaluate(teacher, splits, cfg=cfg), seconds=0.0,
+               device=describe_device(resolve_device(cfg.device)), source=splits.source)
 
 
 def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,

@@ -43,7 +43,7 @@ NOTEBOOKS = ["01_teacher.ipynb", "02_student_baseline.ipynb", "03_kd_logits.ipyn
 _COMMON = dict(family="tutorial", data="cifar10", normalization="data", n_train=None, n_test=None,
                batch_size=128, lr=2e-3,
                schedule="onecycle", augment=True, views=8, temperature=4.0, kd_weight=0.5,
-               beta=250.0, device="auto", amp="auto", compile=False, progress=False, reuse=False,
+               beta=250.0, weight_decay=0.0, teacher_weights=None, device="auto", amp="auto", compile=False, progress=False, reuse=False,
                # 07_sweeps: one knob at a time, the rest as above
                sweep_epochs=None, sweep_seeds=[0], temperatures=[1.0, 2.0, 4.0, 8.0],
                kd_weights=[0.25, 0.5, 0.75, 0.9], betas=[0.0, 50.0, 250.0, 1000.0], beta_method="act_at")
@@ -83,9 +83,11 @@ def parameters(profile: str, overrides: list[tuple[str, str]], run_dir: Path) ->
     if unknown:
         raise SystemExit(f"Unknown parameter(s) {unknown}. Known: {sorted(params)}.")
     params.update({name: parse_value(value) for name, value in overrides})
+    # Paths as the user typed them, from where they typed them: the notebooks run in notebooks/.
     if params["data"] not in ("cifar10", "synthetic"):
-        # A path as the user typed it, from where they typed it: the notebooks run in notebooks/.
         params["data"] = str(Path(params["data"]).expanduser().resolve())
+    if isinstance(params["teacher_weights"], str):
+        params["teacher_weights"] = str(Path(params["teacher_weights"]).expanduser().resolve())
     params.update(results_dir=str(run_dir / "results"), checkpoint_dir=str(run_dir / "checkpoints"),
                   figures_dir=str(run_dir / "figures"))
     return params
@@ -116,6 +118,13 @@ def preflight(params: dict) -> None:
     except DataError as error:
         raise SystemExit(f"kdlib.series: the data source {params['data']!r} cannot be used.\n{error}")
     print(f"data: {splits}")
+    if params["teacher_weights"] is not None:
+        from .checkpoints import CheckpointError
+        from .published import load as load_published
+        try:
+            load_published(params["teacher_weights"], splits, params["family"])
+        except CheckpointError as error:
+            raise SystemExit(f"kdlib.series: teacher_weights cannot be used.\n{error}\nNothing was run.")
 
 
 def holds_run(folder: Path) -> bool:

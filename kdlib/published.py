@@ -1,0 +1,136 @@
+"""The teacher published with the repository, in `weights/`: written in float16 from a run's
+trained teacher, and loaded, checked against the data it meets, instead of training one.
+
+    python -m kdlib.published RUN_DIR [--data SOURCE]    # RUN_DIR's teacher -> weights/
+
+Why: a strong teacher costs a GPU or hours of CPU; published, a CPU user runs every student
+notebook against it in minutes (01_teacher's `teacher_weights` parameter). Float16 halves the
+file (a DeepNN: 2.4 MB); `publish` measures the test accuracy of the float16 weights
+themselves, and that is the accuracy written beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import data, results
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .config import Config
+from .files import load_tensors, write_text
+from .models import teacher_architecture
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MAX_MB = 6.0  # what the repository keeps in git
+
+
+def path(family: str = "tutorial") -> Path:
+    """Where the published teacher of a model family lives."""
+    return WEIGHTS_DIR / f"teacher-{family}.pt"
+
+
+def publish(checkpoint, record: dict, splits: data.Splits, out: Path | None = None,
+            command: str = "") -> Path:
+    """Write the trained teacher at `checkpoint` (with its `record` from the run) to `out`
+    in float16, with the test accuracy of those float16 weights on `splits`, the data and
+    recipe it was trained with and the `command` that trained it; and a Markdown note beside it."""
+    from .train import evaluate  # the engine is needed here only, not to load a teacher
+
+    architecture = record["config"].get("family", "tutorial")
+    out = Path(out or path(architecture))
+    teacher = load_checkpoint(checkpoint, architecture=teacher_architecture(architecture),
+                              num_classes=splits.num_classes)
+    stored = _half(teacher)
+    metrics = evaluate(stored, splits, cfg=Config(progress=False))
+    meta = {"published": True, "accuracy": metrics["accuracy"], "accuracy_float32": record["metrics"]["accuracy"],
+            "classes": list(splits.classes), "mean": list(splits.mean), "std": list(splits.std),
+            "trained_on": {k: record.get(k) for k in ("source", "data", "n_train", "n_test")},
+            "measured_on": {"source": splits.source, "data": splits.fingerprint, "n_test": len(splits.y_test)},
+            "config": record["config"], "history": record["history"], "device": record["device"],
+            "seconds": record["seconds"], "time": record.get("time"), "code": record.get("code"),
+            "command": command}
+    save_checkpoint(stored.half(), out, **meta)
+    size = out.stat().st_size / 2 ** 20
+    if size > MAX_MB:
+        out.unlink()
+        raise ValueError(f"{out}: {size:.1f} MB is over the {MAX_MB} MB the repository keeps; not published.")
+    write_text(out.with_suffix(".md"), _note(out, meta, size))
+    return out
+
+
+def _half(model):
+    """The model with its weights rounded to float16 and back: what the published file holds."""
+    return model.half().float().eval()
+
+
+def _note(out: Path, meta: dict, size: float) -> str:
+    cfg, trained = meta["config"], meta["trained_on"]
+    return (f"# {out.name}\n\nThe published {teacher_architecture(cfg.get('family', 'tutorial'))} teacher, "
+            f"float16, {size:.1f} MB.\n\n"
+            f"- test accuracy of these float16 weights: **{100 * meta['accuracy']:.2f}%** on "
+            f"{meta['measured_on']['n_test']:,} test images of {meta['measured_on']['source']}; "
+            f"in float32 after training: {100 * meta['accuracy_float32']:.2f}%\n"
+            f"- trained on {trained['n_train']:,} images of {trained['source']} "
+            f"(data fingerprint {trained['data']}), {cfg['epochs']} epochs, lr {cfg['lr']}, "
+            f"{cfg['schedule']}, weight decay {cfg['weight_decay']}, augment {cfg['augment']}, "
+            f"views {cfg['views']}, batch {cfg['batch_size']}, seed {cfg['seed']}\n"
+            f"- on {meta['device']}, {meta['seconds']:.0f} s, finished {meta['time']}, code {meta['code']}\n"
+            f"- command: `{meta['command']}`\n\n"
+            "Loaded by `notebooks/01_teacher.ipynb` with `teacher_weights` set to this file; "
+            "`tests/test_published.py` measures its accuracy again where the real data is present.\n")
+
+
+def load(weights, splits: data.Splits, family: str = "tutorial"):
+    """The published teacher at `weights` as a float32 model in eval mode, with its stored
+    fields (`checkpoint_meta`). A clear error when it is not a published teacher of `family`
+    for this data's classes and normalization."""
+    weights = Path(weights)
+    hint = ("Set teacher_weights = None to train the teacher in 01_teacher.ipynb, or point it to "
+            f"a published teacher (weights/teacher-{family}.pt, written by python -m kdlib.published).")
+    teacher = load_checkpoint(weights, architecture=teacher_architecture(family), num_classes=splits.num_classes,
+                              hint=hint).float().eval()
+    meta = teacher.checkpoint_meta
+    if not meta.get("published"):
+        raise CheckpointError(f"{weights} is a checkpoint but not a published teacher (no accuracy, data "
+                              f"or recipe stored with it). {hint}")
+    if meta["classes"] != list(splits.classes):
+        raise CheckpointError(f"{weights} was trained on the classes {meta['classes']}, but this data has "
+                              f"{list(splits.classes)}. It can only teach on the same classes. {hint}")
+    if any(abs(a - b) > 0.01 for a, b in zip(meta["mean"] + meta["std"], list(splits.mean) + list(splits.std))):
+        raise CheckpointError(
+            f"{weights} expects images normalized with mean {_rounded(meta['mean'])}, std {_rounded(meta['std'])}; "
+            f"this data is normalized with mean {_rounded(splits.mean)}, std {_rounded(splits.std)}. Load the data "
+            "with the published teacher's `normalization`, or train the teacher. " + hint)
+    return teacher
+
+
+def _rounded(values) -> list[float]:
+    return [round(float(v), 3) for v in values]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kdlib.published", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a finished run (its checkpoints/teacher.pt and teacher record)")
+    parser.add_argument("--data", default=None, help="the data to measure it on (default: what it was trained on)")
+    parser.add_argument("--normalization", default="data", choices=["data", "imagenet"],
+                        help="as the run's (the reference profile uses imagenet)")
+    parser.add_argument("--out", type=Path, help="default: weights/teacher-FAMILY.pt")
+    parser.add_argument("--command", default="", help="the command that trained it, written beside it")
+    args = parser.parse_args(argv)
+    records = [r for r in results.load(args.run_dir / "results") if r["method"] == "teacher"]
+    if not records:
+        raise SystemExit(f"kdlib.published: {args.run_dir / 'results'} holds no teacher record: "
+                         "give the folder of a run whose 01_teacher.ipynb finished.")
+    record = records[-1]
+    splits = data.load(args.data or record["source"], n_test=record.get("n_test"),
+                       normalization=args.normalization)
+    out = publish(args.run_dir / "checkpoints" / "teacher.pt", record, splits, args.out, args.command)
+    print(json.dumps({"written": str(out), "family": record["config"].get("family", "tutorial"),
+                      "accuracy": load_tensors(out)["meta"]["accuracy"]}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

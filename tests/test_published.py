@@ -1,0 +1,91 @@
+"""The published teacher (kdlib.published): written in float16 with its accuracy beside it,
+loaded instead of training only where it fits the data, and its accuracy measured again."""
+
+import pytest
+import torch
+
+import kdlib
+from kdlib import experiment, published, results
+from kdlib.checkpoints import CheckpointError
+
+from conftest import REAL_DATA
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic):
+    """A run folder whose teacher was trained by experiment.train_teacher, as 01 does."""
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = kdlib.Config(epochs=2, batch_size=64, progress=False)
+    experiment.train_teacher(synthetic, cfg, run_dir / "results", run_dir / "checkpoints")
+    return run_dir
+
+
+def test_a_published_teacher_is_float16_and_carries_its_own_accuracy(trained, synthetic, tmp_path):
+    (record,) = results.load(trained / "results")
+    out = published.publish(trained / "checkpoints" / "teacher.pt", record, synthetic, tmp_path / "t.pt",
+                            command="python -m kdlib.series --profile smoke")
+    payload = kdlib.files.load_tensors(out)
+    assert {v.dtype for v in payload["state_dict"].values()} == {torch.float16}
+    assert out.stat().st_size < 0.6 * (trained / "checkpoints" / "teacher.pt").stat().st_size
+    teacher = published.load(out, synthetic)
+    assert next(teacher.parameters()).dtype == torch.float32
+    # The accuracy written beside it is that of the float16 weights, measured on this data.
+    assert payload["meta"]["accuracy"] == kdlib.evaluate(teacher, synthetic)["accuracy"]
+    assert abs(payload["meta"]["accuracy"] - record["metrics"]["accuracy"]) <= 0.01
+    note = out.with_suffix(".md").read_text()
+    assert f"{100 * payload['meta']['accuracy']:.2f}%" in note and "--profile smoke" in note
+
+
+def test_a_published_teacher_refuses_other_classes_architectures_and_plain_checkpoints(trained, synthetic, tmp_path):
+    (record,) = results.load(trained / "results")
+    out = published.publish(trained / "checkpoints" / "teacher.pt", record, synthetic, tmp_path / "t.pt")
+    with pytest.raises(CheckpointError, match="for 10 classes, but the data has 4"):
+        published.load(out, kdlib.data.synthetic(64, 32, num_classes=4))
+    with pytest.raises(CheckpointError, match="holds a DeepNN, not the ReferenceDeepNN"):
+        published.load(out, synthetic, family="reference")
+    renamed = kdlib.data.synthetic(64, 32)
+    renamed.classes = [f"kind {i}" for i in range(10)]
+    with pytest.raises(CheckpointError, match="can only teach on the same classes"):
+        published.load(out, renamed)
+    with pytest.raises(CheckpointError, match="not a published teacher"):
+        published.load(trained / "checkpoints" / "teacher.pt", synthetic)
+    with pytest.raises(CheckpointError, match="No checkpoint at"):
+        published.load(tmp_path / "absent.pt", synthetic)
+
+
+def test_01_takes_a_published_teacher_instead_of_training(trained, synthetic, tmp_path, monkeypatch):
+    (record,) = results.load(trained / "results")
+    out = published.publish(trained / "checkpoints" / "teacher.pt", record, synthetic, tmp_path / "t.pt")
+    monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("trained a teacher it was given"))
+    cfg = kdlib.Config(epochs=7, progress=False)  # this run's teacher_epochs: not the published recipe
+    run = experiment.train_teacher(synthetic, cfg, tmp_path / "results", tmp_path / "ck", weights=out)
+    assert run.config.epochs == 2 and run.history == record["history"] and run.seconds == 0
+    (adopted,) = results.load(tmp_path / "results")
+    assert adopted["published"] == str(out) and adopted["weights"] == kdlib.train.weights_digest(run.model)
+    # The student notebooks load it like a trained one.
+    teacher = experiment.load_teacher(tmp_path / "ck", synthetic)
+    assert kdlib.train.weights_digest(teacher) == adopted["weights"]
+
+
+def test_the_series_checks_the_published_teacher_before_anything_runs(tmp_path):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--out", str(tmp_path / "run"),
+                           "-p", "teacher_weights", str(tmp_path / "absent.pt")], capture_output=True, text=True)
+    assert done.returncode != 0 and "teacher_weights cannot be used" in done.stderr
+    assert "No checkpoint at" in done.stderr and not (tmp_path / "run" / "01_teacher.ipynb").exists()
+
+
+@pytest.mark.parametrize("family", ["tutorial", "reference"])
+def test_the_published_teacher_still_has_its_accuracy(family):
+    path = published.path(family)
+    if not path.is_file():
+        pytest.skip(f"no teacher published at {path} yet")
+    if not REAL_DATA.is_file():
+        pytest.skip(f"real images not found at {REAL_DATA}")
+    teacher = kdlib.checkpoints.load_checkpoint(path)
+    meta = teacher.checkpoint_meta
+    splits = kdlib.load(REAL_DATA, normalization="imagenet" if family == "reference" else "data")
+    measured = kdlib.evaluate(published.load(path, splits, family), splits, cfg=kdlib.Config(progress=False))
+    assert measured["accuracy"] == pytest.approx(meta["accuracy"], abs=0.002)
+    assert path.stat().st_size <= published.MAX_MB * 2 ** 20
