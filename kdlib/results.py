@@ -210,6 +210,46 @@ def per_class_accuracy(records: list[dict]) -> dict[str, list[float]]:
     return {m: [sum(col) / len(col) for col in zip(*runs[m])] for m in known}
 
 
+def map_similarity(records: list[dict]) -> pd.DataFrame:
+    """How close each method's attention maps came to the teacher's on the test set: the mean
+    over seeds of the cosine similarity per kind and stage (`kdlib.train.map_similarity`),
+    columns "act 1", "act 2", "grad 1", "grad 2", in ORDER. Runs without a teacher have none."""
+    rows = []
+    for rec in comparable(records, warn=False):
+        found = rec["metrics"].get("map_similarity")
+        if found:
+            rows.append({"method": rec["method"], **{f"{kind} {i + 1}": value for kind, values in found.items()
+                                                     for i, value in enumerate(values)}})
+    if not rows:
+        return pd.DataFrame(columns=["method"])
+    out = pd.DataFrame(rows).groupby("method").mean()
+    known = [m for m in ORDER if m in out.index] + sorted(m for m in out.index if m not in ORDER)
+    return out.loc[known].reset_index()
+
+
+MATCHED_MAPS = {"act_at": "act", "grad_at": "grad", "kd_grad_at": "grad"}
+
+
+def transfer(records: list[dict], baseline: str = "ce") -> list[str]:
+    """A sentence per attention method, computed from `map_similarity`: whether its maps of
+    the kind it matched came closer to the teacher's than the baseline's maps did."""
+    table = map_similarity(records).set_index("method")
+    lines = []
+    for method, kind in MATCHED_MAPS.items():
+        if method not in table.index or baseline not in table.index:
+            continue
+        columns = [c for c in table.columns if c.startswith(kind) and table[c].notna().all()]
+        own, base = table.loc[method, columns], table.loc[baseline, columns]
+        stages = " / ".join(c.split()[1] for c in columns)
+        closer = (own > base).all()
+        lines.append(f"{method}: its {kind} maps have cosine similarity {' / '.join(f'{v:.3f}' for v in own)} "
+                     f"to the teacher's (stage {stages}), the {baseline} student's "
+                     f"{' / '.join(f'{v:.3f}' for v in base)}: "
+                     + ("closer to the teacher's at every stage, so the maps did transfer."
+                        if closer else "not closer at every stage, so the transfer did not take hold there."))
+    return lines
+
+
 def paired_differences(records: list[dict], baseline: str = "ce") -> pd.DataFrame:
     """Accuracy of each method minus the baseline's, paired by seed (points of %).
 

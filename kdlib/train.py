@@ -275,7 +275,8 @@ def predict(model: nn.Module, images: torch.Tensor, splits: data.Splits, cfg: Co
 
 
 def attention_maps(model: nn.Module, splits: data.Splits, images: torch.Tensor,
-                   labels: torch.Tensor, kind: str = "act", cfg: Config | None = None) -> list[torch.Tensor]:
+                   labels: torch.Tensor, kind: str = "act", cfg: Config | None = None,
+                   batch_size: int = 500) -> list[torch.Tensor]:
     """Per-stage attention maps (N, H*W) of `model` for uint8 images, in eval mode: "act" for
     squared activations, "grad" for the gradient of the CE loss at the true labels."""
     if kind not in ("act", "grad"):
@@ -284,16 +285,40 @@ def attention_maps(model: nn.Module, splits: data.Splits, images: torch.Tensor,
     model = model.to(device, memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
-    x = data.normalize(images.to(device), splits.mean, splits.std)
-    maps = distillation_targets(model, x, labels.to(device), (kind,))[kind]
+    chunks = []
+    for x, y in zip(images.split(batch_size), labels.split(batch_size)):
+        x = data.normalize(x.to(device), splits.mean, splits.std)
+        chunks.append(distillation_targets(model, x, y.to(device), (kind,))[kind])
     model.train(was_training)
-    return [m.cpu() for m in maps]
+    return [torch.cat(stage).cpu() for stage in zip(*chunks)]
+
+
+_teacher_maps: dict = {}  # the last teacher's test-set maps: every student of a series shares them
+
+
+def map_similarity(model: nn.Module, teacher: nn.Module, splits: data.Splits,
+                   cfg: Config | None = None) -> dict[str, list[float]]:
+    """How close the model's attention maps are to the teacher's on the test set: for each
+    kind ("act", "grad") and student stage, the mean over test images of the cosine similarity
+    of the two maps (both are unit vectors: their dot product; 1 is the same map). Whether an
+    attention method transferred anything shows here, against the CE student's similarity."""
+    key = (weights_digest(teacher), splits.fingerprint)
+    if key not in _teacher_maps:
+        _teacher_maps.clear()
+        _teacher_maps[key] = {kind: attention_maps(teacher, splits, splits.x_test, splits.y_test, kind, cfg)
+                              for kind in ("act", "grad")}
+    similarity = {}
+    for kind, theirs in _teacher_maps[key].items():
+        own = attention_maps(model, splits, splits.x_test, splits.y_test, kind, cfg)
+        similarity[kind] = [float((m * t).sum(1).mean()) for m, t in methods.matched(own, theirs)]
+    return similarity
 
 
 def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = None,
              cfg: Config | None = None, detailed: bool = True) -> dict:
     """Test-set metrics: accuracy; with `detailed`, also per-class accuracy, the confusion
-    matrix, expected calibration error and (given a teacher) agreement with its predictions."""
+    matrix, expected calibration error and, given a teacher, agreement with its predictions
+    and the similarity of the two models' attention maps (`map_similarity`)."""
     logits = predict(model, splits.x_test, splits, cfg)
     labels = splits.y_test.cpu()
     prediction = logits.argmax(1)
@@ -308,4 +333,5 @@ def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = 
     if teacher is not None:
         teacher_prediction = predict(teacher, splits.x_test, splits, cfg).argmax(1)
         metrics["teacher_agreement"] = float((prediction == teacher_prediction).float().mean())
+        metrics["map_similarity"] = map_similarity(model, teacher, splits, cfg)
     return metrics

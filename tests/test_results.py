@@ -129,3 +129,18 @@ def test_a_sweep_of_zero_alone_can_be_drawn_on_a_log_axis():
     assert fig.axes[0].get_xscale() == "linear"
     fig = plots.sweep(pd.DataFrame({"beta": [0.0, 10.0], "seed": [0, 0], "accuracy": [50.0, 51.0]}), "beta", logx=True)
     assert fig.axes[0].get_xscale() == "symlog"
+
+
+def test_transfer_says_whether_each_attention_method_moved_its_maps_towards_the_teachers():
+    def rec(method, seed, act, grad):
+        return {"method": method, "seed": seed, "config": {"epochs": 1}, "history": [], "source": "s",
+                "device": "cpu", "seconds": 1.0, "time": f"2026-11-25T00:00:0{seed}.000000Z",
+                "metrics": {"accuracy": 0.5, "map_similarity": {"act": act, "grad": grad}}}
+    records = [rec("ce", 0, [0.90, 0.95], [0.70, 0.80]), rec("ce", 1, [0.92, 0.95], [0.70, 0.80]),
+               rec("act_at", 0, [0.95, 0.99], [0.70, 0.80]), rec("act_at", 1, [0.97, 0.99], [0.70, 0.80]),
+               rec("grad_at", 0, [0.90, 0.95], [0.72, 0.79]), rec("grad_at", 1, [0.90, 0.95], [0.72, 0.79])]
+    table = results.map_similarity(records).set_index("method")
+    assert table.loc["act_at", "act 1"] == pytest.approx(0.96) and table.loc["ce", "act 1"] == pytest.approx(0.91)
+    act_line, grad_line = results.transfer(records)
+    assert act_line.startswith("act_at") and "0.960 / 0.990" in act_line and "did transfer" in act_line
+    assert grad_line.startswith("grad_at") and "did not take hold" in grad_line

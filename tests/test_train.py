@@ -256,3 +256,17 @@ def test_fit_refuses_targets_without_what_the_method_needs(synthetic, tmp_cache)
     kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "kd", teacher, cfg, targets=logits_only)
     with pytest.raises(ValueError, match="needs no 'act'"):
         kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "act_at", teacher, cfg, targets=logits_only)
+
+
+def test_map_similarity_is_one_for_the_teacher_itself_and_rises_with_attention_transfer(synthetic, tmp_cache):
+    splits = synthetic.subset(400, 100)
+    teacher = kdlib.fit(kdlib.build("DeepNN", seed=1), splits, "ce", cfg=Config(epochs=2, progress=False)).model
+    itself = train.map_similarity(teacher, teacher, splits)
+    assert set(itself) == {"act", "grad"} and all(v == pytest.approx(1.0, abs=1e-3) for v in sum(itself.values(), []))
+    cfg = Config(epochs=3, batch_size=50, views=1, beta=1000.0, progress=False)
+    ce = kdlib.fit(kdlib.build("LightNN", seed=0), splits, "ce", teacher, cfg)
+    act = kdlib.fit(kdlib.build("LightNN", seed=0), splits, "act_at", teacher, cfg)
+    assert all(0 < v < 1 for v in ce.metrics["map_similarity"]["act"])
+    assert all(a > c for a, c in zip(act.metrics["map_similarity"]["act"], ce.metrics["map_similarity"]["act"]))
+    table = kdlib.results.map_similarity([kdlib.results.record(r) for r in (ce, act)])
+    assert list(table["method"]) == ["ce", "act_at"] and list(table.columns[1:]) == ["act 1", "act 2", "grad 1", "grad 2"]
