@@ -3,6 +3,7 @@ table). Not part of the series: a record of what was tried where no GPU was at h
 
     python scripts/recipe_screen.py DATA [--n-train 10000] [--n-test 2000] [--teacher-epochs 20]
                                          [--student-epochs 15] [--seeds 0 1 2] [--out runs/screen]
+                                         [--teacher CKPT] [--students NAME ...]
 
 One teacher (DeepNN, Adam one-cycle 2e-3, weight decay 5e-4, crop + flip with 8 fixed views),
 then LightNN students, every one with the same recipe and seeds: CE; KD (T = 4) with weight
@@ -39,12 +40,18 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--students", nargs="+", choices=list(STUDENTS), default=list(STUDENTS))
     parser.add_argument("--out", type=Path, default=Path("runs/screen"))
+    parser.add_argument("--teacher", type=Path, help="a trained teacher checkpoint to distil from "
+                                                     "(default: train one, or reuse OUT's)")
     args = parser.parse_args(argv)
 
     splits = kdlib.load(args.data, n_train=args.n_train, n_test=args.n_test)
     folders = dict(results_dir=args.out / "results", checkpoint_dir=args.out / "checkpoints", reuse=True)
     base = kdlib.Config(weight_decay=5e-4, progress=False)
-    teacher = experiment.train_teacher(splits, replace(base, epochs=args.teacher_epochs), **folders).model
+    if args.teacher:
+        teacher = kdlib.load_checkpoint(args.teacher, "DeepNN", splits.num_classes).eval()
+        print(f"teacher: {args.teacher}, test accuracy {100 * kdlib.evaluate(teacher, splits)['accuracy']:.2f}%")
+    else:
+        teacher = experiment.train_teacher(splits, replace(base, epochs=args.teacher_epochs), **folders).model
     accuracy = {}
     for name in args.students:
         method, changes = STUDENTS[name]
