@@ -213,11 +213,12 @@ def per_class_accuracy(records: list[dict]) -> dict[str, list[float]]:
 def map_similarity(records: list[dict]) -> pd.DataFrame:
     """How close each method's attention maps came to the teacher's on the test set: the mean
     over seeds of the cosine similarity per kind and stage (`kdlib.train.map_similarity`),
-    columns "act 1", "act 2", "grad 1", "grad 2", in ORDER. Runs without a teacher have none."""
+    columns "act 1", "act 2", "grad 1", "grad 2", in ORDER. Runs without a teacher have none;
+    controls are left out: theirs is measured against their own teacher (an untrained one)."""
     rows = []
     for rec in comparable(records, warn=False):
         found = rec["metrics"].get("map_similarity")
-        if found:
+        if found and not rec.get("control"):
             rows.append({"method": rec["method"], **{f"{kind} {i + 1}": value for kind, values in found.items()
                                                      for i, value in enumerate(values)}})
     if not rows:

@@ -138,8 +138,10 @@ def test_transfer_says_whether_each_attention_method_moved_its_maps_towards_the_
                 "metrics": {"accuracy": 0.5, "map_similarity": {"act": act, "grad": grad}}}
     records = [rec("ce", 0, [0.90, 0.95], [0.70, 0.80]), rec("ce", 1, [0.92, 0.95], [0.70, 0.80]),
                rec("act_at", 0, [0.95, 0.99], [0.70, 0.80]), rec("act_at", 1, [0.97, 0.99], [0.70, 0.80]),
-               rec("grad_at", 0, [0.90, 0.95], [0.72, 0.79]), rec("grad_at", 1, [0.90, 0.95], [0.72, 0.79])]
+               rec("grad_at", 0, [0.90, 0.95], [0.72, 0.79]), rec("grad_at", 1, [0.90, 0.95], [0.72, 0.79]),
+               {**rec("kd_untrained", 0, [0.99, 0.99], [0.99, 0.99]), "control": "KD from an untrained teacher"}]
     table = results.map_similarity(records).set_index("method")
+    assert "kd_untrained" not in table.index  # measured against another teacher
     assert table.loc["act_at", "act 1"] == pytest.approx(0.96) and table.loc["ce", "act 1"] == pytest.approx(0.91)
     act_line, grad_line = results.transfer(records)
     assert act_line.startswith("act_at") and "0.960 / 0.990" in act_line and "did transfer" in act_line
