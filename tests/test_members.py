@@ -132,3 +132,25 @@ def test_a_members_order_comes_from_its_seed_and_its_time_is_its_share(synthetic
         kdlib.fit_together(_models(), splits, "ce", cfg=cfg, seeds=[0, 1])
     with pytest.raises(ValueError, match="one architecture"):
         Members([kdlib.build("LightNN"), kdlib.build("DeepNN")])
+
+
+def test_compiled_attention_methods_run_compiled_stages_and_keep_gradient_attention(monkeypatch):
+    # Before: compile=True compiled only model(x); the attention methods walked the eager
+    # `features`. Now each stage is compiled (inductor swapped for the eager backend here, to
+    # test the wiring in seconds), and the logits still depend on every stage output.
+    compiled, real_compile = [], torch.compile
+
+    def compile_eagerly(module):
+        compiled.append(module)
+        return real_compile(module, backend="eager")
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    model = _without_dropout(kdlib.build("LightNN", seed=0)).train()
+    x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    logits, stages = train._forward(model, True, True)(x)
+    assert len(compiled) == 3 and all(isinstance(m, nn.Sequential) for m in compiled)
+    eager_logits, eager_stages = kdlib.forward_features(model, x)
+    _close(logits, eager_logits)
+    maps = kdlib.losses.gradient_attention(logits, y, stages, create_graph=True)
+    eager_maps = kdlib.losses.gradient_attention(eager_logits, y, eager_stages, create_graph=True)
+    for m, e in zip(maps, eager_maps, strict=True):
+        _close(m, e)
