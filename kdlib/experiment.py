@@ -103,7 +103,7 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     e.g. "kd_untrained" for KD from an untrained teacher; together: how many seeds train at
     once as one stacked network (`kdlib.train.fit_together`); by default all of them on a GPU,
     where the student is launch-bound, and one at a time on the CPU, where stacking is slower
-    (1.2-1.4x for three LightNNs on a 2-core EPYC); meta: extra fields of the record and
+    (1.2-2.5x per seed for three LightNNs on a 2-core EPYC, README); meta: extra fields of the record and
     checkpoint (a `control` description marks a control run).
     """
     name = name or method

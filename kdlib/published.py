@@ -38,9 +38,9 @@ def publish(checkpoint, record: dict, splits: data.Splits, out: Path | None = No
     recipe it was trained with and the `command` that trained it; and a Markdown note beside it."""
     from .train import evaluate  # the engine is needed here only, not to load a teacher
 
-    architecture = record["config"].get("family", "tutorial")
-    out = Path(out or path(architecture))
-    teacher = load_checkpoint(checkpoint, architecture=teacher_architecture(architecture),
+    family = record["config"].get("family", "tutorial")
+    out = Path(out or path(family))
+    teacher = load_checkpoint(checkpoint, architecture=teacher_architecture(family),
                               num_classes=splits.num_classes)
     stored = _half(teacher)
     metrics = evaluate(stored, splits, cfg=Config(progress=False))

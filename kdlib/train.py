@@ -284,6 +284,11 @@ def attention_maps(model: nn.Module, splits: data.Splits, images: torch.Tensor,
     squared activations, "grad" for the gradient of the CE loss at the true labels."""
     if kind not in ("act", "grad"):
         raise ValueError(f"kind must be 'act' or 'grad', not {kind!r}.")
+    return _maps(model, splits, images, labels, (kind,), cfg, batch_size)[kind]
+
+
+def _maps(model, splits, images, labels, kinds, cfg=None, batch_size: int = 500) -> dict[str, list[torch.Tensor]]:
+    """`attention_maps` of several kinds from one pass over the images."""
     device = resolve_device((cfg or Config()).device)
     model = model.to(device, memory_format=torch.channels_last)
     was_training = model.training
@@ -291,9 +296,9 @@ def attention_maps(model: nn.Module, splits: data.Splits, images: torch.Tensor,
     chunks = []
     for x, y in zip(images.split(batch_size), labels.split(batch_size)):
         x = data.normalize(x.to(device), splits.mean, splits.std)
-        chunks.append(distillation_targets(model, x, y.to(device), (kind,))[kind])
+        chunks.append(distillation_targets(model, x, y.to(device), kinds))
     model.train(was_training)
-    return [torch.cat(stage).cpu() for stage in zip(*chunks)]
+    return {kind: [torch.cat(stage).cpu() for stage in zip(*(c[kind] for c in chunks))] for kind in kinds}
 
 
 _teacher_maps: dict = {}  # the last teacher's test-set maps: every student of a series shares them
@@ -305,16 +310,14 @@ def map_similarity(model: nn.Module, teacher: nn.Module, splits: data.Splits,
     kind ("act", "grad") and student stage, the mean over test images of the cosine similarity
     of the two maps (both are unit vectors: their dot product; 1 is the same map). Whether an
     attention method transferred anything shows here, against the CE student's similarity."""
+    kinds = ("act", "grad")
     key = (weights_digest(teacher), splits.fingerprint)
     if key not in _teacher_maps:
         _teacher_maps.clear()
-        _teacher_maps[key] = {kind: attention_maps(teacher, splits, splits.x_test, splits.y_test, kind, cfg)
-                              for kind in ("act", "grad")}
-    similarity = {}
-    for kind, theirs in _teacher_maps[key].items():
-        own = attention_maps(model, splits, splits.x_test, splits.y_test, kind, cfg)
-        similarity[kind] = [float((m * t).sum(1).mean()) for m, t in methods.matched(own, theirs)]
-    return similarity
+        _teacher_maps[key] = _maps(teacher, splits, splits.x_test, splits.y_test, kinds, cfg)
+    own = _maps(model, splits, splits.x_test, splits.y_test, kinds, cfg)
+    return {kind: [float((m * t).sum(1).mean()) for m, t in methods.matched(own[kind], theirs)]
+            for kind, theirs in _teacher_maps[key].items()}
 
 
 def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = None,
