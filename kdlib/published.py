@@ -32,10 +32,11 @@ def path(family: str = "tutorial") -> Path:
 
 
 def publish(checkpoint, record: dict, splits: data.Splits, out: Path | None = None,
-            command: str = "") -> Path:
+            command: str = "", machine: str = "") -> Path:
     """Write the trained teacher at `checkpoint` (with its `record` from the run) to `out`
     in float16, with the test accuracy of those float16 weights on `splits`, the data and
-    recipe it was trained with and the `command` that trained it; and a Markdown note beside it."""
+    recipe it was trained with, the `command` that trained it and the `machine` it ran on (the
+record knows only "CPU (2 cores)"); and a Markdown note beside it."""
     from .train import evaluate  # the engine is needed here only, not to load a teacher
 
     family = record["config"].get("family", "tutorial")
@@ -50,7 +51,7 @@ def publish(checkpoint, record: dict, splits: data.Splits, out: Path | None = No
             "measured_on": {"source": splits.source, "data": splits.fingerprint, "n_test": len(splits.y_test)},
             "config": record["config"], "history": record["history"], "device": record["device"],
             "seconds": record["seconds"], "time": record.get("time"), "code": record.get("code"),
-            "command": command}
+            "command": command, "machine": machine or record["device"]}
     save_checkpoint(stored.half(), out, **meta)
     size = out.stat().st_size / 2 ** 20
     if size > MAX_MB:
@@ -76,7 +77,7 @@ def _note(out: Path, meta: dict, size: float) -> str:
             f"(data fingerprint {trained['data']}), {cfg['epochs']} epochs, lr {cfg['lr']}, "
             f"{cfg['schedule']}, weight decay {cfg['weight_decay']}, augment {cfg['augment']}, "
             f"views {cfg['views']}, batch {cfg['batch_size']}, seed {cfg['seed']}\n"
-            f"- on {meta['device']}, {meta['seconds']:.0f} s, finished {meta['time']}, code {meta['code']}\n"
+            f"- on {meta.get('machine') or meta['device']}, {meta['seconds']:.0f} s, finished {meta['time']}, code {meta['code']}\n"
             f"- command: `{meta['command']}`\n\n"
             "Loaded by `notebooks/01_teacher.ipynb` with `teacher_weights` set to this file; "
             "`tests/test_published.py` measures its accuracy again where the real data is present.\n")
@@ -119,6 +120,7 @@ def main(argv=None) -> None:
                         help="as the run's (the reference profile uses imagenet)")
     parser.add_argument("--out", type=Path, help="default: weights/teacher-FAMILY.pt")
     parser.add_argument("--command", default="", help="the command that trained it, written beside it")
+    parser.add_argument("--machine", default="", help="the machine it trained on, e.g. the CPU model and cores")
     args = parser.parse_args(argv)
     records = [r for r in results.load(args.run_dir / "results") if r["method"] == "teacher"]
     if not records:
@@ -127,7 +129,8 @@ def main(argv=None) -> None:
     record = records[-1]
     splits = data.load(args.data or record["source"], n_test=record.get("n_test"),
                        normalization=args.normalization)
-    out = publish(args.run_dir / "checkpoints" / "teacher.pt", record, splits, args.out, args.command)
+    out = publish(args.run_dir / "checkpoints" / "teacher.pt", record, splits, args.out, args.command,
+                  args.machine)
     print(json.dumps({"written": str(out), "family": record["config"].get("family", "tutorial"),
                       "accuracy": load_tensors(out)["meta"]["accuracy"]}))
 
