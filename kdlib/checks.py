@@ -79,6 +79,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "normalization": _one_of("data", "imagenet"),
     "n_train": _optional(_int_at_least(1)),
     "n_test": _optional(_int_at_least(1)),
+    "n_val": _optional(_int_at_least(0)),
     # the notebooks' parameters
     "data": _TEXT,
     "profile": _TEXT,

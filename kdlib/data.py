@@ -40,6 +40,7 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 # normalization="imagenet": the ImageNet statistics the reference notebook normalizes with
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DOWNLOAD_TIMEOUT_S = 20
+VAL_SEED = 1  # draws the validation images (n_val); the training sample has its own draw
 
 
 class DataError(RuntimeError):
@@ -63,6 +64,10 @@ class Splits:
     source: str = ""
     mean: tuple[float, ...] = field(default=(0.5, 0.5, 0.5))
     std: tuple[float, ...] = field(default=(0.25, 0.25, 0.25))
+    # A validation split held out of the training images (`subset`'s n_val): what learning
+    # curves show and what sweeps choose on, so that the test set chooses nothing.
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -77,7 +82,8 @@ class Splits:
         """The identity of the content (images, labels, class names) and of the normalization
         statistics, whatever the path or name it was loaded from: what records, reuse and
         caches compare."""
-        content = digest(self.x_train, self.y_train, self.x_test, self.y_test)
+        content = digest(self.x_train, self.y_train, self.x_test, self.y_test,
+                         *(() if self.y_val is None else (self.x_val, self.y_val)))
         return hashlib.sha1(f"{content}\n{chr(10).join(self.classes)}\n{self.mean}{self.std}".encode()).hexdigest()[:16]
 
     def tensors(self) -> dict:
@@ -86,24 +92,39 @@ class Splits:
 
     def to(self, device) -> "Splits":
         moved = replace(self, **{k: getattr(self, k).to(device)
-                                 for k in ("x_train", "y_train", "x_test", "y_test")})
+                                 for k in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")
+                                 if getattr(self, k) is not None})
         if "fingerprint" in self.__dict__:  # the same content: no need to hash it again
             moved.__dict__["fingerprint"] = self.fingerprint
         return moved
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Splits":
+    def subset(self, n_train: int | None = None, n_test: int | None = None,
+               n_val: int | None = None) -> "Splits":
         """A fixed random sample of n_train training and n_test test images (None keeps a
-        split whole). Random, because an ImageFolder lists its images class by class: its
-        first 10,000 images would be two classes only. Fixed, so every run gets the same."""
+        split whole), and n_val validation images held out of the training split before the
+        training sample is drawn, so the two never share an image. Random, because an
+        ImageFolder lists its images class by class: its first 10,000 images would be two
+        classes only. Fixed, so every run gets the same; without n_val, the training sample
+        is the one earlier versions drew."""
         generator = torch.Generator().manual_seed(0)
 
         def sample(n, total):
             return torch.randperm(total, generator=generator)[:n].sort().values if n is not None and n < total else slice(None)
 
-        train = sample(n_train, len(self.y_train))
+        pool = torch.arange(len(self.y_train))
+        val = None
+        if n_val:
+            if n_val >= len(pool):
+                raise DataError(f"n_val={n_val} would hold out all {len(pool)} training images: "
+                                "choose an n_val smaller than the training split.")
+            held_out = torch.randperm(len(pool), generator=torch.Generator().manual_seed(VAL_SEED))
+            val, pool = held_out[:n_val].sort().values, held_out[n_val:].sort().values
+        train = pool[sample(n_train, len(pool))]
         test = sample(n_test, len(self.y_test))
         return replace(self, x_train=self.x_train[train], y_train=self.y_train[train],
-                       x_test=self.x_test[test], y_test=self.y_test[test])
+                       x_test=self.x_test[test], y_test=self.y_test[test],
+                       x_val=None if val is None else self.x_train[val],
+                       y_val=None if val is None else self.y_train[val])
 
     def showcase(self, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
         """n test images and labels for pictures, one class after another (the first image
@@ -117,21 +138,24 @@ class Splits:
         return self.x_test[index], self.y_test[index]
 
     def __repr__(self) -> str:
-        return (f"Splits({self.source!r}: {len(self.y_train)} train, {len(self.y_test)} test, "
+        val = "" if self.y_val is None else f"{len(self.y_val)} val, "
+        return (f"Splits({self.source!r}: {len(self.y_train)} train, {val}{len(self.y_test)} test, "
                 f"{self.num_classes} classes, {tuple(self.x_train.shape[1:])} uint8 "
                 f"on {self.device})")
 
 
 def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data",
          n_train: int | None = None, n_test: int | None = None,
-         normalization: str = "data") -> Splits:
+         normalization: str = "data", n_val: int | None = None) -> Splits:
     """Load a dataset as `Splits` (see the module docstring for the sources).
 
     root: where torchvision downloads CIFAR-10. n_train, n_test: keep a fixed random sample
-    of each split (handy for quick runs). normalization: "data", the per-channel mean and
+    of each split (handy for quick runs); n_val: hold out a fixed random sample of that many
+    training images as the validation split (`Splits.x_val`). normalization: "data", the per-channel mean and
     std of the whole training split, or "imagenet", ImageNet's (as the reference notebook).
     """
-    checks.check({"n_train": n_train, "n_test": n_test, "normalization": normalization}, where="kdlib.load")
+    checks.check({"n_train": n_train, "n_test": n_test, "n_val": n_val, "normalization": normalization},
+                 where="kdlib.load")
     name = str(source)
     if name == "cifar10":
         splits = _load_cifar10(Path(root))
@@ -145,7 +169,7 @@ def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data"
             splits = _load_image_folder(path)
     if normalization == "imagenet":
         splits = replace(splits, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return splits.subset(n_train, n_test)
+    return splits.subset(n_train, n_test, n_val)
 
 
 # ----------------------------------------------------------------------------- sources

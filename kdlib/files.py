@@ -68,6 +68,12 @@ def digest(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
+def digest_text(*values) -> str:
+    """A short hash of plain values (their JSON text, keys sorted): names what they describe."""
+    import json
+    return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def source_digest(*paths: str | os.PathLike) -> str:
     """A short hash of Python files' code, without their comments and docstrings: an edited
     comment or docstring keeps it, any change to the code changes it."""

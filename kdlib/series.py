@@ -174,6 +174,7 @@ def run(profile: str = "full", out: Path | None = None, overrides=(), notebooks=
                                              "overrides": [list(o) for o in overrides]}) + "\n")
     stage = run_dir / STAGING
     started = time.perf_counter()
+    progress = _EpochLines(run_dir / "progress.log")
     try:
         for name in notebooks or NOTEBOOKS:
             shutil.rmtree(stage, ignore_errors=True)
@@ -185,7 +186,7 @@ def run(profile: str = "full", out: Path | None = None, overrides=(), notebooks=
                 papermill.execute_notebook(
                     NOTEBOOK_DIR / name, staged,
                     parameters=declared(name, {**params, "figures_dir": str(stage / "figures")}),
-                    cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=True, log_output=False)
+                    cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False, log_output=False)
             except PapermillExecutionError as error:
                 failed = run_dir / "failed" / name
                 failed.parent.mkdir(exist_ok=True)
@@ -197,10 +198,45 @@ def run(profile: str = "full", out: Path | None = None, overrides=(), notebooks=
             _move_into(stage, run_dir)
             print(f"   {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
     finally:
+        progress.stop()
         shutil.rmtree(stage, ignore_errors=True)  # a failed notebook's figures never replace good ones
     print(f"\nseries ({profile}) done in {time.perf_counter() - started:.0f} s; outputs in {run_dir}")
     print_table(run_dir)
     return run_dir
+
+
+class _EpochLines:
+    """Prints, as they come, the lines the training engine writes after each epoch (run,
+    epoch/total, loss, accuracy, seconds per epoch, time left) into RUN_DIR/progress.log:
+    the kernels papermill starts inherit KDLIB_PROGRESS_FILE, and papermill itself shows only
+    which cell runs."""
+
+    def __init__(self, path: Path):
+        import threading
+        self.path, self.done = path, threading.Event()
+        self.offset = path.stat().st_size if path.is_file() else 0  # a resumed run's old lines
+        os.environ["KDLIB_PROGRESS_FILE"] = str(path)
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _follow(self) -> None:
+        while not self.done.wait(1.0):
+            self._print_new()
+        self._print_new()
+
+    def _print_new(self) -> None:
+        if self.path.is_file():
+            with open(self.path) as log:
+                log.seek(self.offset)
+                text = log.read()
+                self.offset = log.tell()
+            if text:
+                print(text, end="", flush=True)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        os.environ.pop("KDLIB_PROGRESS_FILE", None)
 
 
 def _move_into(stage: Path, run_dir: Path) -> None:

@@ -23,7 +23,9 @@ the same batch the student sees (exact, but a teacher forward pass per step).
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -31,6 +33,7 @@ from torch import nn
 
 from . import data, methods
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # noqa: F401 (kdlib.train.*)
+from .files import digest_text, load_tensors, save_tensors
 from .losses import expected_calibration_error
 from .config import (CODE_VERSION, Config, autocast, describe_device, precision,  # noqa: F401
                      resolve_device, run_identity)
@@ -61,14 +64,15 @@ class Run:
 
 def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
         teacher: nn.Module | None = None, cfg: Config | None = None,
-        targets: Targets | None = None) -> Run:
+        targets: Targets | None = None, state=None, label: str | None = None) -> Run:
     """Train `model` on `splits.x_train` with a method's loss; return a `Run`.
 
     method: "ce", "kd", "grad_at", "act_at", "kd_grad_at" or "ls" (see kdlib.methods).
     teacher: needed by every method that distils (given for "ce", it is used for the metrics'
     agreement with the teacher only). targets: precomputed `teacher_targets` for exactly
     these splits, views and teacher (checked; computed here, or read from the cache, when
-    not given).
+    not given). state, label: an epoch-state file to continue from and keep, and the run's
+    name in progress lines (see `fit_together`).
 
     The one-cycle schedule (Adam, `cfg.schedule="onecycle"`) steps once per batch: the rate
     rises from lr/25 to lr over the first 30% of steps, then anneals to lr/25e4, and, as
@@ -77,18 +81,26 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
     epoch is the remainder (smaller), as in any DataLoader without drop_last.
     """
     cfg = cfg or Config()
-    return fit_together([model], splits, method, teacher, cfg, [cfg.seed], targets)[0]
+    return fit_together([model], splits, method, teacher, cfg, [cfg.seed], targets, state, label)[0]
 
 
 def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce",
                  teacher: nn.Module | None = None, cfg: Config | None = None, seeds=None,
-                 targets: Targets | None = None) -> list[Run]:
+                 targets: Targets | None = None, state: str | os.PathLike | None = None,
+                 label: str | None = None) -> list[Run]:
     """Train several models of one architecture at once, model i as `fit(models[i], ...,
     replace(cfg, seed=seeds[i]))` would: from its own weights, in its own shuffled order with
     its own views (both drawn from its seed), with its own gradients and Adam state. With more
     than one model they run as one stacked network (`kdlib.members`): on a GPU, where a small
     student is launch-bound, N seeds then cost about the time of one. What differs from
     training apart is only the dropout masks (drawn for all members from one stream).
+
+    state: a file that holds the run's whole state after each finished epoch (weights, Adam,
+    schedule, every random generator, history, seconds), replaced atomically. Given one that
+    an interrupted run of exactly this training left, the run continues after its last
+    finished epoch and ends as it would have uninterrupted (bit for bit on the CPU); a state
+    of other training is set aside with a message and the run starts afresh. The file is
+    removed when the run ends. label: how progress lines name the run (default: the method).
 
     Returns a Run per model; each Run's `seconds` is its share (1/N) of the group's wall time.
     """
@@ -108,6 +120,11 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     if n == 0 or len(splits.y_test) == 0:
         raise ValueError(f"{splits!r} has no training or no test images: give kdlib.load a source "
                          "with both, and n_train / n_test of at least 1.")
+    # What an epoch state must match to be continued: the training itself, from its first weights.
+    state_key = (digest_text(run_identity(cfg), recipe.name, seeds, splits.fingerprint,
+                             [weights_digest(m) for m in models],
+                             None if teacher is None else weights_digest(teacher))
+                 if state is not None else None)
 
     # The whole dataset on the training device, once: every batch is then gathered, normalized
     # and augmented there, with no per-step copy from host memory.
@@ -120,13 +137,12 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     forward = _forward(net, cfg.compile, recipe.features)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
 
-    fixed_views = cfg.fixed_views
-    live_teacher = bool(recipe.needs) and not fixed_views
+    live_teacher = bool(recipe.needs) and not cfg.fixed_views
     if targets is not None:  # given by the caller: they must be for exactly this run
         targets.check(splits, cfg, teacher, recipe.needs)
-    elif recipe.needs and fixed_views:
+    elif recipe.needs and cfg.fixed_views:
         targets = teacher_targets(teacher, splits, cfg)
-    view_table = targets.views if targets is not None else (make_views(n, cfg) if fixed_views else None)
+    view_table = targets.views if targets is not None else (make_views(n, cfg) if cfg.fixed_views else None)
     if targets is not None:
         targets = targets.to(splits.device)
     if view_table is not None:
@@ -143,35 +159,30 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
 
     runs = [Run(model=m, method=recipe.name, config=replace(cfg, seed=s), device=describe_device(device),
                 source=splits.source, together=members) for m, s in zip(models, seeds)]
-    bar = _progress(cfg.epochs * steps_per_epoch, recipe.name if members == 1 else f"{recipe.name} x{members}",
-                    cfg.progress)
-    started = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    label = label or recipe.name
+    label = label if members == 1 else f"{label} x{members}"
+    resumable = [net, optimizer, scheduler, generators, runs]
+    first, elapsed = _resume(state, state_key, *resumable) if state is not None else (1, 0.0)
+    if first > 1 and members > 1:
+        net.write_back()
+    bar = _progress(cfg.epochs * steps_per_epoch, label, cfg.progress, initial=(first - 1) * steps_per_epoch)
+    started = time.perf_counter() - elapsed * members
+    for epoch in range(first, cfg.epochs + 1):
         net.train()
         epoch_start = time.perf_counter()
         totals = torch.zeros(members, 2, device=device)  # per member: correct predictions, summed loss
         terms_sum: dict[str, torch.Tensor] = {}
         orders = [torch.randperm(n, generator=g, device=splits.device) for g in generators]
         for step in range(steps_per_epoch):
-            rows = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-            index, choice, views = [], [], []
-            for order, generator in zip(orders, generators):  # each member's own images and views
-                index.append(order[rows])
-                if view_table is None:
-                    views.append(data.random_views(len(index[-1]), generator))
-                else:
-                    choice.append(torch.randint(0, view_table.shape[1], (len(index[-1]),),
-                                                generator=generator, device=splits.device))
-                    views.append(view_table[index[-1], choice[-1]])
-            size = len(index[0])  # each member's rows in this batch
-            index, views = torch.cat(index), torch.cat(views)
-            x = view_batch(splits, index, views, cfg.augment, device)
+            index, choice, x = _batch(splits, orders, generators, view_table, cfg,
+                                      slice(step * cfg.batch_size, (step + 1) * cfg.batch_size), device)
+            size = len(index) // members  # each member's rows in this batch
             y = splits.y_train[index].to(device, non_blocking=True)
             if live_teacher:
                 with autocast(device, cfg.amp):
                     batch_targets = distillation_targets(teacher, x, y, recipe.needs)
             elif targets is not None:
-                batch_targets = {k: _to(v, device) for k, v in targets.gather(index, torch.cat(choice)).items()}
+                batch_targets = {k: _to(v, device) for k, v in targets.gather(index, choice).items()}
             else:
                 batch_targets = {}
             with autocast(device, cfg.amp):
@@ -201,17 +212,105 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
                    **{f"loss_{k}": v[i] / n for k, v in terms_done.items()},
                    "lr": step_lr, "seconds": seconds}
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                row["test_acc"] = evaluate(run.model, splits, cfg=cfg, detailed=False)["accuracy"]
+                row.update(_held_out_accuracy(run.model, splits, cfg))
             run.history.append(row)
+        elapsed = (time.perf_counter() - started) / members
+        if state is not None and epoch < cfg.epochs:
+            _save_state(state, state_key, epoch, elapsed, *resumable)
         last = runs[0].history[-1]
         bar.set_postfix(epoch=epoch, loss=f"{last['loss']:.3f}",
-                        test_acc=f"{last.get('test_acc', float('nan')):.4f}")
+                        **{k: f"{v:.4f}" for k, v in last.items() if k in ("val_acc", "test_acc")})
+        _report(label, last, cfg.epochs, elapsed)
     bar.close()
     seconds = (time.perf_counter() - started) / members
     for run in runs:
         run.seconds = seconds
         run.metrics = evaluate(run.model, splits, teacher=teacher, cfg=cfg)
+    if state is not None:  # the finished run's checkpoint is its caller's to keep
+        Path(state).unlink(missing_ok=True)
     return runs
+
+
+def _batch(splits: data.Splits, orders, generators, view_table, cfg: Config, rows: slice, device):
+    """One step's batch for every member, one after another: each member's next images (its
+    own shuffled order) in one of their views (a fixed view from `view_table`, or a fresh crop
+    and flip), augmented and normalized on the device. Returns the image indices, the view
+    choices (for the teacher's targets of exactly those views) and the images."""
+    index, choice, views = [], [], []
+    for order, generator in zip(orders, generators):
+        index.append(order[rows])
+        if view_table is None:
+            views.append(data.random_views(len(index[-1]), generator))
+        else:
+            choice.append(torch.randint(0, view_table.shape[1], (len(index[-1]),),
+                                        generator=generator, device=splits.device))
+            views.append(view_table[index[-1], choice[-1]])
+    index, views = torch.cat(index), torch.cat(views)
+    return index, (torch.cat(choice) if choice else None), view_batch(splits, index, views, cfg.augment, device)
+
+
+def _held_out_accuracy(model: nn.Module, splits: data.Splits, cfg: Config) -> dict:
+    """The learning curve's point: validation accuracy where the data has a validation split
+    (so that nothing is read off the test set while training), test accuracy otherwise."""
+    if splits.y_val is not None:
+        logits = predict(model, splits.x_val, splits, cfg)
+        return {"val_acc": float((logits.argmax(1) == splits.y_val.cpu()).float().mean())}
+    return {"test_acc": evaluate(model, splits, cfg=cfg, detailed=False)["accuracy"]}
+
+
+def _report(label: str, row: dict, epochs: int, elapsed: float) -> None:
+    """One line per epoch into $KDLIB_PROGRESS_FILE, which `kdlib.series` prints as it grows:
+    papermill shows only which cell runs, and a CPU teacher runs for hours."""
+    path = os.environ.get("KDLIB_PROGRESS_FILE")
+    if not path:
+        return
+    held_out = "".join(f"  {k[:-4]} {100 * v:.2f}%" for k, v in row.items() if k in ("val_acc", "test_acc"))
+    left = elapsed / row["epoch"] * (epochs - row["epoch"])
+    line = (f"{label}  epoch {row['epoch']}/{epochs}  loss {row['loss']:.3f}  train {100 * row['train_acc']:.2f}%"
+            f"{held_out}  {row['seconds']:.1f} s/epoch  {left / 60:.1f} min left\n")
+    with open(path, "a") as log:
+        log.write(line)
+
+
+def _save_state(path, key: str, epoch: int, elapsed: float, net, optimizer, scheduler, generators, runs) -> None:
+    """Everything needed to continue after `epoch`, in one file written atomically."""
+    save_tensors({"key": key, "epoch": epoch, "elapsed": elapsed, "net": net.state_dict(),
+                  "optimizer": optimizer.state_dict(),
+                  "scheduler": None if scheduler is None else scheduler.state_dict(),
+                  "generators": [g.get_state() for g in generators], "rng": torch.get_rng_state(),
+                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+                  "histories": [run.history for run in runs]}, path)
+
+
+def _resume(path, key: str, net, optimizer, scheduler, generators, runs) -> tuple[int, float]:
+    """Restore an epoch state written by `_save_state` for this very training: the first
+    epoch still to run and the seconds already spent. (1, 0.0) when there is none to take."""
+    path = Path(path)
+    if not path.is_file():
+        return 1, 0.0
+    try:
+        saved = load_tensors(path)
+        if saved.get("key") != key:
+            print(f"{path.name}: an epoch state of other training (settings, data, teacher, code or "
+                  "first weights differ); not continued: this run starts afresh.")
+            return 1, 0.0
+        net.load_state_dict(saved["net"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        for generator, value in zip(generators, saved["generators"]):
+            generator.set_state(value)
+        torch.set_rng_state(saved["rng"])
+        if saved["cuda_rng"]:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        for run, history in zip(runs, saved["histories"]):
+            run.history = list(history)
+    except Exception as error:  # damaged or truncated: the run is trained from the start
+        print(f"{path.name}: the epoch state could not be read ({type(error).__name__}: {error}); "
+              "this run starts afresh.")
+        return 1, 0.0
+    print(f"{path.name}: continuing after epoch {saved['epoch']} of an interrupted run.")
+    return saved["epoch"] + 1, float(saved["elapsed"])
 
 
 def member_losses(forward, recipe: methods.Method, x: torch.Tensor, y: torch.Tensor, targets: dict,
@@ -252,9 +351,9 @@ def _to(value, device):
     return [v.to(device, non_blocking=True) for v in value] if isinstance(value, list) else value.to(device, non_blocking=True)
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", mininterval=1)
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", mininterval=1, initial=initial)
 
 
 # ----------------------------------------------------------------------------- evaluation
