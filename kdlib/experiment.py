@@ -39,7 +39,8 @@ def load_teacher(checkpoint_dir, splits: Splits, family: str = "tutorial"):
     teacher = load_checkpoint(
         teacher_path(checkpoint_dir), architecture=teacher_architecture(family), num_classes=splits.num_classes,
         hint="Run notebooks/01_teacher.ipynb first (with the same data and checkpoint_dir), "
-             "or `python -m kdlib.series`, which runs the notebooks in order.")
+             "set teacher_weights to a published teacher (e.g. \"../weights/teacher-tutorial.pt\"), "
+             "or run `python -m kdlib.series`, which runs the notebooks in order.")
     meta = teacher.checkpoint_meta
     trained_on = meta.get("data") or meta.get("source")
     if trained_on and trained_on not in (splits.fingerprint, splits.source):
@@ -48,6 +49,29 @@ def load_teacher(checkpoint_dir, splits: Splits, family: str = "tutorial"):
                          f"notebook loads ({splits!r}). Use the same `data`, `n_train`, `n_test` and "
                          "`normalization` as 01_teacher.ipynb, or retrain the teacher.")
     return teacher.eval()
+
+
+def teacher(splits: Splits, cfg: Config, checkpoint_dir, results_dir=None, weights=None, **meta):
+    """The teacher every student notebook distils from: 01's, when this run folder has it;
+    else the published `weights`, taken as this run's teacher (so that a notebook runs on its
+    own, in Colab too); else a clear error saying to run 01 or set `teacher_weights`."""
+    if teacher_path(checkpoint_dir).is_file() or weights is None:
+        return load_teacher(checkpoint_dir, splits, cfg.family)
+    print("No teacher from 01_teacher.ipynb in this run folder: taking the published one.")
+    return train_teacher(splits, cfg, results_dir, checkpoint_dir, weights=weights, **meta).model
+
+
+def needed(method: str, splits: Splits, cfg: Config, seeds, teacher=None, results_dir=None,
+           checkpoint_dir=None, **options) -> list[Run]:
+    """Another notebook's runs that this one compares against: taken from the run folder when
+    they are there with exactly these settings, data, teacher and code, trained here (saying
+    so) when they are not, so that every notebook runs on its own."""
+    missing = [seed for seed in seeds if not recorded_accuracies(
+        results_dir, options.get("name", method), splits, cfg, [seed], teacher)]
+    if missing:
+        print(f"{options.get('name', method)}: no finished run for seed(s) {missing} in this run folder "
+              "(its notebook has not run here): training it now, with this notebook's parameters.")
+    return train_method(method, splits, cfg, seeds, teacher, results_dir, checkpoint_dir, reuse=True, **options)
 
 
 def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=None,
@@ -200,7 +224,7 @@ def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, res
     weights = weights_digest(model)
     for rec in reversed(results.load(results_dir)):
         if rec["method"] == name and rec.get("weights") == weights and _matches(rec, wanted):
-            print(f"{name} seed {cfg.seed}: reusing the finished run in {path}")
+            print(f"{name} seed {cfg.seed}: reusing its finished run ({Path(path).name})")
             return Run(model=model.eval(), method=rec["method"], config=cfg, history=rec["history"],
                        metrics=rec["metrics"], seconds=rec["seconds"], device=rec["device"],
                        source=rec["source"], together=rec.get("together", 1))
@@ -236,7 +260,9 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
           results_dir=None, checkpoint_dir=None, reuse: bool = False) -> pd.DataFrame:
     """Train `method` once per (value of one Config field, seed), everything else as `cfg`.
 
-    Returns one row per run (parameter value, seed, accuracy in %). Records go to
+    Returns one row per run: parameter value, seed, val_accuracy (%, on the validation split:
+    what a choice of the value may read; NaN without one) and accuracy (test, %: reported,
+    never chosen on; see `best`). Records go to
     `results_dir` with `sweep={"parameter", "value"}` added (keep that folder apart from
     the main results), checkpoints to `checkpoint_dir` named by knob and value; with
     `reuse`, finished sweep runs are taken as in `train_method`. The teacher's targets do
@@ -250,5 +276,16 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
         for run in train_method(method, splits, replace(cfg, **{parameter: value}), seeds, teacher,
                                 results_dir, checkpoint_dir, reuse, tag=f"-{parameter}{value:g}",
                                 sweep={"parameter": parameter, "value": value}):
-            rows.append({parameter: value, "seed": run.config.seed, "accuracy": 100 * run.accuracy})
+            rows.append({parameter: value, "seed": run.config.seed,
+                         "val_accuracy": 100 * run.metrics.get("val_accuracy", float("nan")),
+                         "accuracy": 100 * run.accuracy})
     return pd.DataFrame(rows)
+
+
+def best(runs: pd.DataFrame, parameter: str):
+    """The swept value with the highest mean validation accuracy over seeds: the choice reads
+    the validation split only, so the test set stays a fair report of it."""
+    if runs["val_accuracy"].isna().any():
+        raise ValueError("These sweep runs have no validation accuracy: load the data with n_val > 0 "
+                         "to choose a value (the test set must not choose).")
+    return runs.groupby(parameter)["val_accuracy"].mean().idxmax()

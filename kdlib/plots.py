@@ -14,15 +14,20 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from .results import ORDER, REFERENCE
+from .results import ORDER, REFERENCE, REFERENCE_UNTRAINED
 
-DPI = 80
+DPI = 80  # every figure's own (not a global setting): notebooks carrying their outputs stay small
+MIN_FONT = 8  # no text smaller than this
 # Maps are drawn at their true resolution (16x16, 8x8 cells): honest about what the loss
 # compares, and blocky images compress ~5x better as PNG than smooth ones at this DPI.
 INTERPOLATION = "nearest"
-plt.rcParams["figure.dpi"] = DPI  # inline notebook figures too, so that notebooks stay small
 LABELS = {"teacher": "teacher", "ce": "CE", "kd": "KD", "kd_untrained": "KD from\nuntrained",
           "ls": "label\nsmoothing", "grad_at": "grad AT", "act_at": "act AT", "kd_grad_at": "KD + grad AT"}
+
+
+def _figure(*grid, **options):
+    """plt.subplots at the series' DPI, so that inline notebook figures stay small too."""
+    return plt.subplots(*grid, dpi=DPI, **options)
 
 
 def save(fig, path: str | os.PathLike) -> Path:
@@ -33,20 +38,23 @@ def save(fig, path: str | os.PathLike) -> Path:
 
 
 def curves(histories: dict[str, list[dict]], title: str = "") -> plt.Figure:
-    """Training loss and train/test accuracy per epoch, one line per run."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    """Training loss and train and held-out accuracy per epoch, one line per run: validation
+    accuracy where the run had a validation split, test accuracy otherwise."""
+    fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(10, 3.5))
     for i, (name, history) in enumerate(histories.items()):
         color = f"C{i}"
         epochs = [h["epoch"] for h in history]
         ax_loss.plot(epochs, [h["loss"] for h in history], color=color, label=name)
         ax_acc.plot(epochs, [100 * h["train_acc"] for h in history], color=color, ls="--", alpha=.6)
-        tested = [h for h in history if "test_acc" in h]
-        ax_acc.plot([h["epoch"] for h in tested], [100 * h["test_acc"] for h in tested],
-                    color=color, marker="o", ms=3, label=f"{name} (test)")
+        key = "val_acc" if any("val_acc" in h for h in history) else "test_acc"
+        held_out = "validation" if key == "val_acc" else "test"
+        tested = [h for h in history if key in h]
+        ax_acc.plot([h["epoch"] for h in tested], [100 * h[key] for h in tested],
+                    color=color, marker="o", ms=3, label=f"{name} ({held_out})")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy: train (dashed), test")
-    ax_loss.legend(fontsize=8)
-    ax_acc.legend(fontsize=8)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title=f"accuracy: train (dashed), {held_out}")
+    ax_loss.legend(fontsize=MIN_FONT)
+    ax_acc.legend(fontsize=MIN_FONT)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -58,23 +66,26 @@ def accuracy_bars(table, title: str | None = None) -> plt.Figure:
     differences table, not this picture, says whether a gap is larger than seed noise."""
     from .results import REFERENCE_SOURCE
 
-    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(table)), 4.2))  # room for every label
+    fig, ax = _figure(figsize=(max(8, 1.3 * len(table)), 4.2))  # room for every label
     x = np.arange(len(table))
     ax.bar(x, table["mean"], yerr=table["std"].where(table["n_seeds"] > 1), capsize=4,
            color=sns.color_palette("deep", len(table)), label="this series")
-    ax.scatter(x, table["reference"], marker="_", s=600, color="black", zorder=3,
+    untrained = table["method"].isin(REFERENCE_UNTRAINED).to_numpy()
+    ax.scatter(x[~untrained], table["reference"][~untrained], marker="_", s=600, color="black", zorder=3,
                label="reference (one run; see note)")
+    ax.scatter(x[untrained], table["reference"][untrained], marker="_", s=600, color="gray", zorder=3,
+               linestyle="--", label="reference, from an untrained teacher")
     for xi, m in enumerate(table["mean"]):
         ax.text(xi, m / 2, f"{m:.1f}", ha="center", fontsize=9, color="white", weight="bold")
     ax.set_ylim(0, 100)
     ax.set_xticks(x, [f"{LABELS.get(m, m)}\nn = {n}" for m, n in zip(table["method"], table["n_seeds"])],
-                  fontsize=8)
+                  fontsize=MIN_FONT)
     if title is None:
         title = ("Test accuracy, one seed each (no spread to show)" if (table["n_seeds"] == 1).all() else
                  "Test accuracy: mean ± std over the n seeds under each bar")
     ax.set(ylabel="test accuracy (%)", title=title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # clear of bars and markers
-    fig.text(0.01, -0.02, "Reference: " + REFERENCE_SOURCE + ".", fontsize=6.5, wrap=True, va="top")
+    fig.text(0.01, -0.02, "Reference: " + REFERENCE_SOURCE + ".", fontsize=MIN_FONT, wrap=True, va="top")
     fig.tight_layout()
     return fig
 
@@ -83,7 +94,7 @@ def per_class_heatmap(per_class: dict[str, list[float]], classes: list[str]) -> 
     """Per-class test accuracy (%) of each method, as a seaborn heatmap."""
     names = list(per_class)
     values = 100 * np.array([per_class[n] for n in names])
-    fig, ax = plt.subplots(figsize=(1 + 0.8 * len(classes), 0.9 + 0.45 * len(names)))
+    fig, ax = _figure(figsize=(1 + 0.8 * len(classes), 0.9 + 0.45 * len(names)))
     sns.heatmap(values, annot=True, fmt=".0f", cmap="viridis", ax=ax, cbar_kws={"label": "%"},
                 xticklabels=classes, yticklabels=[LABELS.get(n, n) for n in names])
     ax.set_title("per-class test accuracy (%)")
@@ -95,7 +106,7 @@ def confusion_matrix(confusion, classes: list[str], title: str = "confusion matr
     """Row-normalized confusion matrix (true class by row), in percent."""
     confusion = np.asarray(confusion, dtype=float)
     percent = 100 * confusion / confusion.sum(1, keepdims=True).clip(min=1)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig, ax = _figure(figsize=(6.5, 5.5))
     sns.heatmap(percent, annot=True, fmt=".0f", cmap="Blues", ax=ax, xticklabels=classes,
                 yticklabels=classes, cbar_kws={"label": "% of true class"})
     ax.set(xlabel="predicted", ylabel="true", title=title)
@@ -107,44 +118,51 @@ def image_grid(images: torch.Tensor, titles: list[str], colors: list[str] | None
                columns: int = 8) -> plt.Figure:
     """uint8 images (N, 3, H, W) with a title under each (e.g. prediction vs label)."""
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
+    fig, axes = _figure(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, image) in enumerate(zip(axes.flat, images)):
         ax.imshow(image.permute(1, 2, 0).cpu().numpy())
-        ax.set_title(titles[i], fontsize=7, color=(colors or ["black"] * len(images))[i])
+        ax.set_title(titles[i], fontsize=MIN_FONT, color=(colors or ["black"] * len(images))[i])
     fig.tight_layout()
     return fig
 
 
-def attention_grid(images: torch.Tensor, maps: dict[str, torch.Tensor],
-                   title: str = "") -> plt.Figure:
-    """One row per image: the image, then each named map (N, H*W) upsampled over it.
+def attention_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], title: str = "",
+                   labels: list[str] | None = None) -> plt.Figure:
+    """One row per image (its class name beside it, from `labels`): the image, then each named
+    map (N, H*W) drawn over it at its own resolution (the title names it, e.g. 16x16).
 
-    maps: e.g. {"teacher stage 1": ..., "student stage 1": ...}; each map is shown on its
-    own colour scale, since only where it is high matters.
+    Every map is a unit vector (kdlib.losses), drawn times the square root of its size, so that
+    a uniform map is 1 at either stage (16x16 or 8x8): all panels share one colour scale, with
+    a colour bar; a brighter cell is more attention in any panel, and a flat map looks flat.
     """
     n, names = len(images), list(maps)
-    fig, axes = plt.subplots(n, 1 + len(names), figsize=(1.6 * (1 + len(names)), 1.6 * n), squeeze=False)
+    values = {name: maps[name].float().cpu() * maps[name].shape[1] ** 0.5 for name in names}
+    top = max(float(v.max()) for v in values.values())
+    fig, axes = _figure(n, 1 + len(names), figsize=(1.7 * (1 + len(names)) + 0.8, 1.7 * n + 0.6), squeeze=False,
+                        layout="constrained")
     for i in range(n):
         image = images[i].permute(1, 2, 0).cpu().numpy()
         axes[i, 0].imshow(image)
+        if labels:
+            axes[i, 0].set_ylabel(labels[i], fontsize=MIN_FONT + 1)
         for j, name in enumerate(names, start=1):
-            m = maps[name][i].float().cpu()
+            m = values[name][i]
             side = int(round(m.numel() ** 0.5))
             axes[i, j].imshow(image, alpha=0.35)
-            axes[i, j].imshow(m.view(side, side).numpy(), cmap="inferno", alpha=0.75,
-                              extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5),
-                              interpolation=INTERPOLATION)
+            shown = axes[i, j].imshow(m.view(side, side).numpy(), cmap="inferno", alpha=0.75, vmin=0, vmax=top,
+                                      extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5),
+                                      interpolation=INTERPOLATION)
             if i == 0:
-                axes[i, j].set_title(name, fontsize=8)
+                axes[i, j].set_title(f"{name}\n({side}×{side})", fontsize=MIN_FONT + 1)
         if i == 0:
-            axes[i, 0].set_title("image", fontsize=8)
+            axes[i, 0].set_title("image", fontsize=MIN_FONT + 1)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.colorbar(shown, ax=axes, shrink=0.6, label="attention × √(H·W): 1 = uniform (one scale, every panel)")
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -152,7 +170,7 @@ def temperature_effect(logits: torch.Tensor, classes: list[str],
                        temperatures=(1, 2, 4, 8), labels: list[str] | None = None) -> plt.Figure:
     """softmax(z / T) of a few images' logits at several temperatures: the soft targets."""
     n = len(logits)
-    fig, axes = plt.subplots(n, len(temperatures), figsize=(2.6 * len(temperatures), 1.9 * n),
+    fig, axes = _figure(n, len(temperatures), figsize=(2.6 * len(temperatures), 1.9 * n),
                              squeeze=False, sharey=True)
     for i in range(n):
         for j, T in enumerate(temperatures):
@@ -160,23 +178,27 @@ def temperature_effect(logits: torch.Tensor, classes: list[str],
             ax = axes[i, j]
             ax.bar(range(len(classes)), p, color=sns.color_palette("deep", len(classes)))
             ax.set_ylim(0, 1)
-            ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=6)
+            ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=MIN_FONT)
             if i == 0:
-                ax.set_title(f"T = {T}", fontsize=9)
+                ax.set_title(f"T = {T}", fontsize=MIN_FONT + 1)
             if j == 0:
-                ax.set_ylabel(labels[i] if labels else f"image {i}", fontsize=8)
+                ax.set_ylabel(labels[i] if labels else f"image {i}", fontsize=MIN_FONT)
     fig.suptitle("teacher soft targets softmax(z/T): higher T shows more of what it knows about wrong classes",
                  fontsize=9)
     fig.tight_layout()
     return fig
 
 
+SWEEP_SPAN = 6.0
+
+
 def sweep(runs, parameter: str, title: str = "", baseline: float | None = None,
-          logx: bool = False) -> plt.Figure:
-    """Test accuracy against one hyperparameter (mean ± std over seeds, every run as a dot),
-    with the CE baseline as a line. `runs`: the frame `kdlib.experiment.sweep` returns."""
+          logx: bool = False, held_out: str = "validation") -> plt.Figure:
+    """Accuracy against one hyperparameter (mean ± std over seeds, every seed's run as a dot),
+    with the CE baseline as a line. `runs`: the frame `kdlib.experiment.sweep` returns;
+    `held_out`: which split its accuracy is of (sweeps choose on validation)."""
     stats = runs.groupby(parameter)["accuracy"].agg(["mean", "std"]).reset_index()
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = _figure(figsize=(4.5, 3.2))
     ax.errorbar(stats[parameter], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
                 label="mean ± std" if runs["seed"].nunique() > 1 else "one seed")
     ax.scatter(runs[parameter], runs["accuracy"], s=8, color="C0", alpha=0.4)
@@ -187,8 +209,15 @@ def sweep(runs, parameter: str, title: str = "", baseline: float | None = None,
         ax.set_xscale("symlog", linthresh=min(positive))
     ax.set_xticks(stats[parameter], [f"{v:g}" for v in stats[parameter]])  # the swept values
     ax.minorticks_off()
-    ax.set(xlabel=parameter, ylabel="test accuracy (%)", title=title)
-    ax.legend(fontsize=8)
+    # At least SWEEP_SPAN points of accuracy on the axis: a zoomed axis makes a gap the size of
+    # seed noise look like a trend; the dots show each seed's run.
+    low, high = runs["accuracy"].min(), runs["accuracy"].max()
+    if baseline is not None:
+        low, high = min(low, baseline), max(high, baseline)
+    middle, half = (low + high) / 2, max(high - low, SWEEP_SPAN) / 2 + 0.5
+    ax.set_ylim(middle - half, middle + half)
+    ax.set(xlabel=parameter, ylabel=f"{held_out} accuracy (%)", title=title)
+    ax.legend(fontsize=MIN_FONT)
     fig.tight_layout()
     return fig
 

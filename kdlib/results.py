@@ -25,8 +25,12 @@ from .files import write_text
 from .methods import KNOBS, METHODS
 
 # The reference table this series starts from (one run each, percent), and where it is from.
-REFERENCE = {"teacher": 83.84, "ce": 72.35, "kd": 74.54, "grad_at": 72.50,
+# Its distillation rows distilled from an untrained teacher (its notebook never loaded the
+# trained one): its "KD" is this series' kd_untrained control, and its attention rows are
+# marked as such (REFERENCE_UNTRAINED) beside ours, which distil from a trained teacher.
+REFERENCE = {"teacher": 83.84, "ce": 72.35, "kd_untrained": 74.54, "grad_at": 72.50,
              "act_at": 72.69, "kd_grad_at": 73.29}
+REFERENCE_UNTRAINED = {"kd_untrained", "grad_at", "act_at", "kd_grad_at"}
 REFERENCE_SOURCE = ("the notebook knowledge_distillation_CNN.ipynb of github.com/CharvakaSynapse/"
                     "Knowledge-Distillation: one run each, its own BatchNorm/ELU models and recipe "
                     "(10 epochs, no augmentation); its distillation rows used an untrained teacher")
@@ -185,7 +189,7 @@ def table(records: list[dict]) -> pd.DataFrame:
     """
     runs = frame(records)
     if runs.empty:
-        return pd.DataFrame(columns=["method", "n_seeds", "mean", "std", "reference"])
+        return pd.DataFrame(columns=["method", "n_seeds", "mean", "std", "reference", "reference_teacher"])
     grouped = runs.groupby("method")
     out = pd.DataFrame({
         "n_seeds": grouped["seed"].nunique(),
@@ -196,9 +200,12 @@ def table(records: list[dict]) -> pd.DataFrame:
         "seconds": grouped["seconds"].mean(),
     })
     out["reference"] = [REFERENCE.get(m, float("nan")) for m in out.index]
+    out["reference_teacher"] = ["untrained" if m in REFERENCE_UNTRAINED else "trained" if m in REFERENCE and m != "ce"
+                                else "" for m in out.index]
     known = [m for m in ORDER if m in out.index] + sorted(m for m in out.index if m not in ORDER)
     out = out.loc[known].reset_index()
-    return out[["method", "n_seeds", "mean", "std", "reference", "teacher_agreement", "ece", "seconds"]]
+    return out[["method", "n_seeds", "mean", "std", "reference", "reference_teacher", "teacher_agreement",
+                "ece", "seconds"]]
 
 
 def per_class_accuracy(records: list[dict]) -> dict[str, list[float]]:
@@ -255,25 +262,61 @@ def paired_differences(records: list[dict], baseline: str = "ce") -> pd.DataFram
     """Accuracy of each method minus the baseline's, paired by seed (points of %).
 
     Columns: n_pairs, mean_diff, std_diff, the 95% t-interval of the mean difference
-    (ci95_low, ci95_high) and beyond_noise: whether that interval excludes zero, i.e. the
-    difference is larger than seed-to-seed noise explains. Needs at least 2 seeds.
+    (ci95_low, ci95_high), p_value (paired t-test, two-sided) and beyond_noise: whether the
+    interval excludes zero, i.e. the difference is larger than seed-to-seed noise explains.
+    Needs at least 2 seeds.
     """
+    runs = frame(records).pivot_table(index="seed", columns="method", values="accuracy")
+    methods = [m for m in runs.columns if m not in (baseline, "teacher")] if baseline in runs else []
+    return comparisons(records, [(method, baseline) for method in methods], correct=False)
+
+
+COMPARISON_COLUMNS = ["method", "baseline", "n_pairs", "mean_diff", "std_diff", "ci95_low", "ci95_high",
+                      "p_value", "beyond_noise"]
+
+
+def comparisons(records: list[dict], pairs: list[tuple[str, str]], correct: bool = True) -> pd.DataFrame:
+    """Each (method, baseline) pair's accuracy difference, paired by seed, as in
+    `paired_differences`; with `correct`, also Holm's step-down correction for making all
+    these comparisons at once (p_holm, and holm: whether the difference survives it at 5%).
+    Making six comparisons, one would pass by chance far more often than one in twenty;
+    Holm keeps that chance at 5% for the whole family without assuming the tests independent."""
     from scipy import stats
 
     runs = frame(records).pivot_table(index="seed", columns="method", values="accuracy")
     rows = []
-    for method in runs.columns:
-        if method in (baseline, "teacher") or baseline not in runs:
+    for method, baseline in pairs:
+        if method not in runs or baseline not in runs:
             continue
         diff = (runs[method] - runs[baseline]).dropna()
         n = len(diff)
         std = diff.std(ddof=1) if n > 1 else float("nan")
         half = stats.t.ppf(0.975, n - 1) * std / n ** 0.5 if n > 1 else float("nan")
-        rows.append({"method": method, "n_pairs": n, "mean_diff": diff.mean(), "std_diff": std,
-                     "ci95_low": diff.mean() - half, "ci95_high": diff.mean() + half,
-                     "beyond_noise": bool(n > 1 and (diff.mean() - half > 0 or diff.mean() + half < 0))})
-    return pd.DataFrame(rows, columns=["method", "n_pairs", "mean_diff", "std_diff", "ci95_low",
-                                       "ci95_high", "beyond_noise"])
+        if n < 2:
+            p = float("nan")
+        elif std == 0:
+            p = 0.0 if diff.mean() != 0 else 1.0
+        else:
+            p = float(2 * stats.t.sf(abs(diff.mean()) / (std / n ** 0.5), n - 1))
+        rows.append({"method": method, "baseline": baseline, "n_pairs": n, "mean_diff": diff.mean(),
+                     "std_diff": std, "ci95_low": diff.mean() - half, "ci95_high": diff.mean() + half,
+                     "p_value": p, "beyond_noise": bool(n > 1 and (diff.mean() - half > 0 or diff.mean() + half < 0))})
+    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    if correct:
+        out["p_holm"] = holm(out["p_value"].tolist())
+        out["holm"] = out["p_holm"] < 0.05
+    return out
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-adjusted p-values: the k-th smallest of m is multiplied by m - k + 1, and each
+    adjusted value is at least the one before it (NaN stays NaN and does not count)."""
+    known = sorted((p, i) for i, p in enumerate(p_values) if p == p)
+    adjusted, running = [float("nan")] * len(p_values), 0.0
+    for k, (p, i) in enumerate(known):
+        running = max(running, min(1.0, (len(known) - k) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def write_csv(tab: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -288,7 +331,9 @@ def format_table(tab: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|"]
     for r in tab.itertuples():
         accuracy = f"{r.mean:.2f}" if r.n_seeds < 2 else f"{r.mean:.2f} ± {r.std:.2f}"
-        lines.append(f"| {r.method} | {r.n_seeds} | {accuracy} | {r.reference:.2f} "
+        reference = "" if r.reference != r.reference else f"{r.reference:.2f}" + (
+            " (untrained teacher)" if r.reference_teacher == "untrained" else "")
+        lines.append(f"| {r.method} | {r.n_seeds} | {accuracy} | {reference} "
                      f"| {r.teacher_agreement:.1f} | {r.ece:.3f} |")
     return "\n".join(lines + ["", f"¹ Reference: {REFERENCE_SOURCE}."])
 
@@ -302,11 +347,12 @@ def verdict(records: list[dict], method: str, baseline: str = "ce") -> str:
         missing = [m for m in (method, baseline) if m not in tab.index]
         return f"No comparable {' or '.join(missing)} run yet: nothing to compare."
     ours, base = tab.loc[method], tab.loc[baseline]
-    diff = ours["mean"] - base["mean"]
+    paired = comparisons(records, [(method, baseline)], correct=False).set_index("method")
+    # The paired mean difference (over the seeds both have), the number the interval is about.
+    diff = paired.loc[method, "mean_diff"] if method in paired.index else ours["mean"] - base["mean"]
     where = "above" if diff > 0 else "below" if diff < 0 else "level with"
     sentence = (f"{method}: {ours['mean']:.2f}% against {baseline} {base['mean']:.2f}% "
                 f"({int(ours['n_seeds'])} and {int(base['n_seeds'])} seed(s)): {abs(diff):.2f} points {where} {baseline}")
-    paired = paired_differences(records, baseline).set_index("method")
     if method not in paired.index or paired.loc[method, "n_pairs"] < 2:
         return sentence + ". With one seed there is no estimate of seed-to-seed noise, so this does not rank them."
     p = paired.loc[method]

@@ -1,11 +1,13 @@
 """Run the whole notebook series in order with papermill, then print the comparison table.
 
-    python -m kdlib.series [--profile full|quick|smoke|tutorial] [--out RUN_DIR] [-p NAME VALUE ...]
+    python -m kdlib.series [--profile course|full|smoke|tutorial|reference] [--out RUN_DIR] [-p NAME VALUE ...]
     python -m kdlib.series --resume RUN_DIR [--profile ...]   # finish an interrupted run
 
-Profiles (any parameter can be overridden with -p):
-    full      the real recipe: teacher 30 epochs, students 30 epochs x 3 seeds, augmentation
-    quick     minutes on a CPU: real data, 10,000 training images, a few epochs, 1 seed
+Profiles (kdlib.profiles; any parameter can be overridden with -p):
+    course    the CPU course (default): the published teacher, students on 10,000 training
+              images (5,000 more for validation), 30 epochs x 3 seeds, the controls, sweeps
+              with 2 seeds: about 30 minutes on a 2-core CPU
+    full      the full scale, for a GPU: teacher and students 30 epochs on every image, 3 seeds
     smoke     seconds: synthetic data, one short epoch, for CI
     tutorial  the official tutorial's recipe: Adam 1e-3, 10 epochs, no augmentation, T=2
     reference the reference notebook's models and protocol: Adam 1e-3, 10 epochs, no
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 from .files import write_text
+from .profiles import PROFILES
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 REPOSITORY = NOTEBOOK_DIR.parent
@@ -39,35 +42,6 @@ STAGING = ".partial"     # a notebook's outputs until it has run to the end
 NOTEBOOKS = ["01_teacher.ipynb", "02_student_baseline.ipynb", "03_kd_logits.ipynb",
              "04_grad_attention.ipynb", "05_squared_attention.ipynb", "06_combined.ipynb",
              "07_sweeps.ipynb"]
-
-_COMMON = dict(family="tutorial", data="cifar10", normalization="data", n_train=None, n_test=None,
-               batch_size=128, lr=2e-3,
-               schedule="onecycle", augment=True, views=8, temperature=4.0, kd_weight=0.5,
-               beta=250.0, weight_decay=0.0, teacher_weights=None, device="auto", amp="auto", compile=False, progress=False, reuse=False,
-               # 07_sweeps: one knob at a time, the rest as above
-               sweep_epochs=None, sweep_seeds=[0], temperatures=[1.0, 2.0, 4.0, 8.0],
-               kd_weights=[0.25, 0.5, 0.75, 0.9], betas=[0.0, 50.0, 250.0, 1000.0], beta_method="act_at")
-PROFILES = {
-    "full": {**_COMMON, "teacher_epochs": 30, "student_epochs": 30, "seeds": [0, 1, 2]},
-    # quick: the teacher gets more epochs than the students, so that it knows more than they
-    # do (a 3-epoch teacher was weaker than a 5-epoch CE student, and KD from it hurt)
-    "quick": {**_COMMON, "n_train": 10000, "n_test": 2000, "teacher_epochs": 8,
-              "student_epochs": 5, "seeds": [0], "views": 2,
-              "temperatures": [1.0, 4.0, 8.0], "kd_weights": [0.25, 0.5, 0.9], "betas": [0.0, 250.0, 1000.0]},
-    "smoke": {**_COMMON, "data": "synthetic", "n_train": 512, "n_test": 256, "teacher_epochs": 1,
-              "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64,
-              "temperatures": [1.0, 4.0], "kd_weights": [0.5], "betas": [0.0, 250.0]},
-    "tutorial": {**_COMMON, "teacher_epochs": 10, "student_epochs": 10, "seeds": [0, 1, 2],
-                 "lr": 1e-3, "schedule": "constant", "augment": False, "views": 0,
-                 "temperature": 2.0, "kd_weight": 0.25},
-    # the reference notebook's models and protocol (its attention rows used its own
-    # formulation, see 04; here attention is this series')
-    "reference": {**_COMMON, "family": "reference", "normalization": "imagenet", "teacher_epochs": 10,
-                  "student_epochs": 10, "seeds": [42, 43, 44], "lr": 1e-3, "schedule": "constant",
-                  "augment": False, "views": 0, "temperature": 3.0, "kd_weight": 0.25,
-                  "sweep_seeds": [42]},
-}
-
 
 def parse_value(text: str):
     """-p values: Python literals (numbers, lists, None, True) or else plain strings."""
@@ -78,16 +52,20 @@ def parse_value(text: str):
 
 
 def parameters(profile: str, overrides: list[tuple[str, str]], run_dir: Path) -> dict:
-    params = dict(PROFILES[profile], profile=profile)
+    # progress bars off: a series run prints one line per epoch instead (see _EpochLines)
+    params = dict(PROFILES[profile], profile=profile, progress=False)
     unknown = [name for name, _ in overrides if name not in params]
     if unknown:
         raise SystemExit(f"Unknown parameter(s) {unknown}. Known: {sorted(params)}.")
-    params.update({name: parse_value(value) for name, value in overrides})
-    # Paths as the user typed them, from where they typed them: the notebooks run in notebooks/.
+    given = {name: parse_value(value) for name, value in overrides}
+    params.update(given)
+    # Paths as the user typed them, from where they typed them; a profile's own paths are
+    # relative to notebooks/, where the notebooks run.
     if params["data"] not in ("cifar10", "synthetic"):
         params["data"] = str(Path(params["data"]).expanduser().resolve())
     if isinstance(params["teacher_weights"], str):
-        params["teacher_weights"] = str(Path(params["teacher_weights"]).expanduser().resolve())
+        typed = Path(params["teacher_weights"]).expanduser()
+        params["teacher_weights"] = str((typed if "teacher_weights" in given else NOTEBOOK_DIR / typed).resolve())
     params.update(results_dir=str(run_dir / "results"), checkpoint_dir=str(run_dir / "checkpoints"),
                   figures_dir=str(run_dir / "figures"))
     return params
@@ -113,7 +91,7 @@ def preflight(params: dict) -> None:
         raise SystemExit(f"kdlib.series: {error}\nNothing was run. Fix the value with -p NAME VALUE "
                          "(VALUE as a Python literal: 3, 0.5, [0, 1], None, True).")
     try:
-        splits = load(params["data"], n_train=params["n_train"], n_test=params["n_test"],
+        splits = load(params["data"], n_train=params["n_train"], n_val=params["n_val"], n_test=params["n_test"],
                       normalization=params["normalization"])
     except DataError as error:
         raise SystemExit(f"kdlib.series: the data source {params['data']!r} cannot be used.\n{error}")
@@ -159,7 +137,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
                          "Choose a new or empty folder.")
 
 
-def run(profile: str = "full", out: Path | None = None, overrides=(), notebooks=None,
+def run(profile: str = "course", out: Path | None = None, overrides=(), notebooks=None,
         resume: bool = False) -> Path:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -295,7 +273,7 @@ def publish(run_dir: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kdlib.series", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="course")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/PROFILE-TIME)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="override a notebook parameter")

@@ -226,6 +226,8 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     for run in runs:
         run.seconds = seconds
         run.metrics = evaluate(run.model, splits, teacher=teacher, cfg=cfg)
+        if splits.y_val is not None:  # what sweeps and screens choose on
+            run.metrics["val_accuracy"] = run.history[-1]["val_acc"]
     if state is not None:  # the finished run's checkpoint is its caller's to keep
         Path(state).unlink(missing_ok=True)
     return runs

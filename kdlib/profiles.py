@@ -1,0 +1,163 @@
+"""The ways to run the series, as notebook parameters: one table, derived from the defaults
+of `kdlib.Config`, and which parameters each notebook declares.
+
+The notebooks' parameter cells are written from here (`parameters_cell`, the `course`
+profile's values: a learner who opens a notebook in Jupyter or Colab gets the course), and
+`tests/test_notebooks.py` fails when a cell and this table disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from .config import Config
+
+_CONFIG = {f.name: f.default for f in fields(Config)}
+# Config's training settings that the notebooks expose, with Config's defaults.
+_TRAINING = {name: _CONFIG[name] for name in ("batch_size", "lr", "schedule", "weight_decay", "augment",
+                                              "views", "temperature", "kd_weight", "beta", "device",
+                                              "amp", "compile")}
+BASE = {"profile": "interactive", "family": "tutorial", "data": "cifar10", "normalization": "data",
+        "n_train": None, "n_val": None, "n_test": None, "teacher_weights": None,
+        "teacher_epochs": 30, "student_epochs": 30, "seeds": [0, 1, 2], **_TRAINING,
+        "progress": True, "reuse": False,
+        # 07_sweeps: one knob at a time, the rest as above
+        "sweep_epochs": None, "sweep_seeds": [0], "temperatures": [1.0, 2.0, 4.0, 8.0],
+        "kd_weights": [0.25, 0.5, 0.75, 0.9], "betas": [0.0, 50.0, 250.0, 1000.0], "beta_method": "act_at"}
+
+PUBLISHED_TEACHER = "../weights/teacher-tutorial.pt"  # from notebooks/, where they run
+
+PROFILES = {
+    # The CPU course: the published teacher (83% on all 10,000 test images), students on a fixed
+    # 10,000 of the training images with 5,000 others held out for validation, 3 seeds, the
+    # controls, and sweeps with 2 seeds per point. 30 student epochs, measured: KD's gain over CE
+    # grew with the schedule in the screen (README, "The CPU course"), and 30 epochs of 10,000
+    # images keep 01-06 within 20 minutes of a 2-core CPU.
+    "course": {**BASE, "n_train": 10000, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER,
+               "teacher_epochs": 20, "student_epochs": 30, "weight_decay": 5e-4,
+               "sweep_seeds": [0, 1], "temperatures": [1.0, 4.0, 8.0], "kd_weights": [0.25, 0.5, 0.9],
+               "betas": [0.0, 250.0, 1000.0]},
+    # The full scale, for a GPU: every training image, 30 epochs each, weight decay as the
+    # published teacher's recipe.
+    "full": {**BASE, "weight_decay": 5e-4},
+    "smoke": {**BASE, "data": "synthetic", "n_train": 512, "n_val": 128, "n_test": 256, "teacher_epochs": 1,
+              "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64, "sweep_seeds": [0],
+              "temperatures": [1.0, 4.0], "kd_weights": [0.5], "betas": [0.0, 250.0]},
+    "tutorial": {**BASE, "teacher_epochs": 10, "student_epochs": 10, "lr": 1e-3, "schedule": "constant",
+                 "augment": False, "views": 0, "temperature": 2.0, "kd_weight": 0.25},
+    # the reference notebook's models and protocol (its attention rows used its own
+    # formulation, see 04; here attention is this series')
+    "reference": {**BASE, "family": "reference", "normalization": "imagenet", "teacher_epochs": 10,
+                  "student_epochs": 10, "seeds": [42, 43, 44], "lr": 1e-3, "schedule": "constant",
+                  "augment": False, "views": 0, "temperature": 3.0, "kd_weight": 0.25, "sweep_seeds": [42]},
+}
+DEFAULT = "course"  # what the notebooks' parameter cells hold
+
+# Where a notebook run by hand writes (a series run sets its own run folder).
+FOLDERS = {"results_dir": "../runs/interactive/results", "checkpoint_dir": "../runs/interactive/checkpoints",
+           "figures_dir": "../runs/interactive/figures"}
+
+_DATA = ["profile", "family", "data", "normalization", "n_train", "n_val", "n_test", "teacher_weights"]
+_RECIPE = ["batch_size", "lr", "schedule", "weight_decay", "augment"]
+_ENGINE = ["device", "amp", "compile", "progress", "reuse"]
+_STUDENTS = ["student_epochs", "seeds", *_RECIPE, "views"]
+NOTEBOOK_PARAMETERS = {
+    "01_teacher.ipynb": [*_DATA, "teacher_epochs", *_RECIPE, *_ENGINE],
+    "02_student_baseline.ipynb": [*_DATA, *_STUDENTS, *_ENGINE],
+    "03_kd_logits.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", *_ENGINE],
+    "04_grad_attention.ipynb": [*_DATA, *_STUDENTS, "beta", *_ENGINE],
+    "05_squared_attention.ipynb": [*_DATA, *_STUDENTS, "beta", *_ENGINE],
+    "06_combined.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", *_ENGINE],
+    "07_sweeps.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", "sweep_epochs", "sweep_seeds",
+                        "temperatures", "kd_weights", "betas", "beta_method", *_ENGINE],
+}
+
+NOTES = {
+    "profile": "label stored with the outputs",
+    "family": 'the teacher/student pair: "tutorial" (PyTorch tutorial) or "reference"',
+    "data": '"cifar10" (download), "synthetic", or an ImageFolder root / .tar.gz',
+    "normalization": 'per-channel mean/std of the training images, or "imagenet"',
+    "n_train": "a fixed random sample of n training images (None: all)",
+    "n_val": "validation images held out of the training split (None: none)",
+    "n_test": "a fixed random sample of n test images (None: all 10,000)",
+    "teacher_weights": "a published teacher (None: 01 trains one)",
+    "teacher_epochs": "when 01 trains the teacher",
+    "student_epochs": "",
+    "seeds": "one student per seed; the same seeds for every method",
+    "batch_size": "",
+    "lr": "peak learning rate of the one-cycle schedule (Adam)",
+    "schedule": 'or "constant" (the tutorial\'s)',
+    "weight_decay": "Adam's L2 weight decay",
+    "augment": "random crop (pad 4) + horizontal flip",
+    "views": "fixed augmented views per image (0: fresh views, live teacher)",
+    "temperature": "KD temperature T",
+    "kd_weight": "weight a of the KD term; cross-entropy gets 1 - a",
+    "beta": "weight of the attention term",
+    "sweep_epochs": "None: student_epochs",
+    "sweep_seeds": "",
+    "temperatures": "",
+    "kd_weights": "",
+    "betas": "",
+    "beta_method": "the attention method whose beta is swept",
+    "device": '"auto", "cpu" or "cuda"',
+    "amp": '"auto" (bf16 where the hardware has it), "bf16" or "off"',
+    "compile": "torch.compile the model (pays on a GPU)",
+    "progress": "progress bars",
+    "reuse": "continue or take finished runs with the same settings",
+    "results_dir": "",
+    "checkpoint_dir": "",
+    "figures_dir": "a run by hand never writes over the published figures/",
+}
+
+
+def parameters_cell(notebook: str, profile: str = DEFAULT) -> str:
+    """The source of `notebook`'s parameters cell: the names it declares with `profile`'s
+    values, then the folders a run by hand writes to."""
+    values = {**PROFILES[profile], **FOLDERS}
+    lines = [f"{name} = {_literal(values[name])}" for name in [*NOTEBOOK_PARAMETERS[notebook], *FOLDERS]]
+    width = max(map(len, lines)) + 2
+    return "\n".join(f"{line:<{width}}# {NOTES[name]}" if NOTES[name] else line
+                     for line, name in zip(lines, [*NOTEBOOK_PARAMETERS[notebook], *FOLDERS]))
+
+
+def _literal(value) -> str:
+    """Python source for a parameter's value, strings in double quotes as the notebooks write them."""
+    return '"' + value + '"' if isinstance(value, str) else repr(value)
+
+
+# ----------------------------------------------------------------------------- notebook text
+
+# Where the series lives: the Colab badges and the set-up cells' clone are written from this
+# one line (`python scripts/sync_notebooks.py`); a fork changes it there.
+REPOSITORY = "https://github.com/kdlib-series/kd-cifar10"
+CLONE = "/content/kd-cifar10"  # where Colab's set-up cell puts the clone
+
+
+def badge(notebook: str) -> str:
+    """The "Open in Colab" badge of a notebook, pointing at REPOSITORY's main branch."""
+    path = REPOSITORY.removeprefix("https://github.com/")
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{path}/blob/main/notebooks/{notebook})")
+
+
+def setup_cell() -> str:
+    """Every notebook's first code cell: in Colab, where each notebook gets a machine of its
+    own, fetch the series and make kdlib importable in the running kernel; elsewhere nothing.
+
+    Why sys.path and not `pip install -e`: an editable install is found through a .pth file
+    that Python reads only at start-up, so the running kernel would not see it. Colab has
+    every package kdlib needs (torch, torchvision, matplotlib, seaborn, pandas, scipy, tqdm)."""
+    return f'''# Set-up. In Colab (Runtime > Change runtime type > T4 GPU is faster than its CPU), fetch the
+# series and make kdlib importable in this kernel. Elsewhere this does nothing: install kdlib
+# with `pip install -e .` in a checkout (README).
+import sys
+if "google.colab" in sys.modules:
+    import os, subprocess
+    REPOSITORY, CLONE = {_literal(REPOSITORY)}, {_literal(CLONE)}
+    if not os.path.isdir(CLONE):
+        cloned = subprocess.run(["git", "clone", "--depth", "1", REPOSITORY, CLONE], capture_output=True, text=True)
+        if cloned.returncode != 0:
+            raise RuntimeError(f"Could not clone {{REPOSITORY}}: {{cloned.stderr.strip()}}\\n"
+                               "If this notebook comes from a fork, set REPOSITORY to the fork's address.")
+    sys.path.insert(0, CLONE)  # importable now, in this kernel
+    os.chdir(f"{{CLONE}}/notebooks")'''

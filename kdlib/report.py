@@ -1,0 +1,159 @@
+"""What a run shows, in sentences computed from its records: each notebook ends with one of
+these, so that no sentence about a result can go stale when the numbers change.
+
+    comparisons(records)        -> the six comparisons of 06, with Holm's correction
+    teacher(run)                 -> 01: how good the teacher is, and where it fails
+    baseline(records)            -> 02: the CE student, its seed spread, its gap to the teacher
+    distillation(records)        -> 03: KD against CE and against both controls, and why
+    attention(records, method)   -> 04, 05: the method against CE; did its maps move?
+    overall(records)             -> 06: what survives the correction, in one paragraph
+    sweep(runs, parameter, ...)  -> 07: the value validation chooses, and the spread around it
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import results
+
+# 06's family of comparisons: every method against CE, and KD against each control.
+COMPARISONS = [("kd", "ce"), ("grad_at", "ce"), ("act_at", "ce"), ("kd_grad_at", "ce"),
+               ("kd", "kd_untrained"), ("kd", "ls")]
+
+
+def comparisons(records: list[dict], pairs=COMPARISONS) -> pd.DataFrame:
+    """The paired differences of `pairs`, with Holm's correction for making them all."""
+    return results.comparisons(records, pairs)
+
+
+def _difference(row) -> str:
+    return (f"{row['mean_diff']:+.2f} points (95% interval {row['ci95_low']:+.2f} to {row['ci95_high']:+.2f}, "
+            f"{int(row['n_pairs'])} seeds)")
+
+
+def _pair(records, method, baseline):
+    found = results.comparisons(records, [(method, baseline)], correct=False)
+    return None if found.empty or found.iloc[0]["n_pairs"] < 2 else found.iloc[0]
+
+
+def teacher(run) -> str:
+    """01: the teacher's accuracy, its best and worst classes, its calibration."""
+    metrics, classes = run.metrics, None
+    per_class = metrics.get("per_class_accuracy", [])
+    lines = [f"The teacher classifies {100 * metrics['accuracy']:.2f}% of the test images correctly."]
+    if per_class:
+        from .data import CIFAR10_CLASSES
+        classes = CIFAR10_CLASSES if len(per_class) == len(CIFAR10_CLASSES) else [str(i) for i in range(len(per_class))]
+        order = sorted(range(len(per_class)), key=per_class.__getitem__)
+        lines.append(f"Its weakest class is {classes[order[0]]} ({100 * per_class[order[0]]:.1f}%), its strongest "
+                     f"{classes[order[-1]]} ({100 * per_class[order[-1]]:.1f}%): the classes it confuses are where its "
+                     "soft targets carry the most information (a cat that is partly a dog).")
+    if "ece" in metrics:
+        lines.append(f"Its expected calibration error is {metrics['ece']:.3f}: "
+                     + ("its confidence tracks its accuracy closely, so its probabilities are worth imitating."
+                        if metrics["ece"] < 0.05 else
+                        "its confidence and accuracy part ways, which a student imitating its probabilities inherits."))
+    return "\n".join(lines)
+
+
+def baseline(records: list[dict]) -> str:
+    """02: the CE student, the spread of its seeds and the gap a teacher could close."""
+    tab = results.table(records).set_index("method")
+    if "ce" not in tab.index:
+        return "No CE run yet."
+    ce = tab.loc["ce"]
+    text = f"The student trained alone reaches {ce['mean']:.2f}%"
+    text += (f" ± {ce['std']:.2f} (std over {int(ce['n_seeds'])} seeds): differences between methods smaller "
+             "than a few times that spread cannot be told from seed noise." if ce["n_seeds"] > 1 else
+             " (one seed: no estimate of seed noise).")
+    if "teacher" in tab.index:
+        gap = tab.loc["teacher", "mean"] - ce["mean"]
+        text += (f"\nThe teacher is {gap:.2f} points more accurate: that gap is what distillation can try to close; "
+                 "the student has 4.4× fewer parameters, so it cannot be expected to close all of it.")
+    return text
+
+
+def distillation(records: list[dict]) -> str:
+    """03: KD against CE and against the two controls, and a reading of why."""
+    tab = results.table(records).set_index("method")
+    kd_ce = _pair(records, "kd", "ce")
+    if kd_ce is None:
+        return results.verdict(records, "kd")
+    lines = [f"KD minus CE, paired by seed: {_difference(kd_ce)}."]
+    controls = {c: _pair(records, "kd", c) for c in ("kd_untrained", "ls")}
+    for control, row in controls.items():
+        if row is not None:
+            lines.append(f"KD minus {control}: {_difference(row)}.")
+    gain = kd_ce["ci95_low"] > 0
+    beats_controls = all(row is not None and row["ci95_low"] > 0 for row in controls.values())
+    if gain and beats_controls:
+        lines.append("KD beats CE beyond seed noise, and beats both controls: soft targets from an untrained "
+                     "teacher and smoothed labels do not give the gain, so it comes from what the trained teacher "
+                     "knows.")
+    elif gain:
+        lines.append("KD beats CE beyond seed noise, but not both controls beyond noise: part of the gain may be "
+                     "the regularization any soft target gives, not the teacher's knowledge.")
+    else:
+        lines.append("KD does not beat CE beyond seed noise here.")
+    if "teacher" in tab.index and "kd" in tab.index and "ce" in tab.index:
+        agree = tab.loc[["ce", "kd"], "teacher_agreement"]
+        lines.append(f"The KD student agrees with the teacher on {agree['kd']:.1f}% of the test images, the CE "
+                     f"student on {agree['ce']:.1f}%: "
+                     + ("KD made the student predict more like its teacher." if agree["kd"] > agree["ce"] else
+                        "KD did not make the student predict more like its teacher."))
+    return "\n".join(lines)
+
+
+def attention(records: list[dict], method: str) -> str:
+    """04, 05: the attention method against CE and KD, and whether its maps moved towards the
+    teacher's beyond what plain KD moves them."""
+    row = _pair(records, method, "ce")
+    lines = [results.verdict(records, method) if row is None else f"{method} minus CE, paired by seed: {_difference(row)}"
+             + (": beyond seed noise." if row["beyond_noise"] else ", which includes zero: no difference beyond seed noise.")]
+    similarity = results.map_similarity(records).set_index("method")
+    kind = results.MATCHED_MAPS.get(method)
+    if kind and method in similarity.index:
+        columns = [c for c in similarity.columns if c.startswith(kind)]
+        own = similarity.loc[method, columns]
+        for other in ("ce", "kd"):
+            if other in similarity.index:
+                theirs = similarity.loc[other, columns]
+                closer = bool((own > theirs).all())
+                lines.append(f"Its {kind} maps' cosine similarity to the teacher's (stages {' / '.join(c.split()[1] for c in columns)}): "
+                             f"{' / '.join(f'{v:.3f}' for v in own)}, against {' / '.join(f'{v:.3f}' for v in theirs)} "
+                             f"for the {other.upper()} student: " + ("closer at every stage." if closer else "not closer at every stage."))
+    return "\n".join(lines)
+
+
+def overall(records: list[dict]) -> str:
+    """06: which of the six comparisons survive Holm's correction, in words."""
+    table = comparisons(records)
+    if table.empty or (table["n_pairs"] < 2).all():
+        return "With one seed there is no estimate of seed noise: nothing can be said to survive a correction."
+    survive = table[table["holm"]]
+    lines = [f"{len(table)} comparisons at once: with Holm's correction, {len(survive)} of them hold at the 5% level."]
+    for row in table.itertuples():
+        lines.append(f"- {row.method} − {row.baseline}: {row.mean_diff:+.2f} points, p = {row.p_value:.3f}, "
+                     f"Holm-adjusted p = {row.p_holm:.3f}: " + ("holds." if row.holm else "does not hold."))
+    if len(table) and table["n_pairs"].max() <= 3:
+        lines.append("With three seeds a paired t-test has two degrees of freedom: only a consistent difference, "
+                     "large against its spread, survives; more seeds would make smaller gains visible.")
+    return "\n".join(lines)
+
+
+def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) -> str:
+    """07: the value validation chooses, its validation and test accuracy, and how far the
+    other values are from it against the seed spread."""
+    from .experiment import best
+    means = runs.groupby(parameter)[["val_accuracy", "accuracy"]].mean()
+    spread = runs.groupby(parameter)["val_accuracy"].std(ddof=1).mean()
+    chosen = best(runs, parameter)
+    span = means["val_accuracy"].max() - means["val_accuracy"].min()
+    text = (f"{parameter}: validation chooses {chosen:g} ({means.loc[chosen, 'val_accuracy']:.2f}% on validation, "
+            f"{means.loc[chosen, 'accuracy']:.2f}% on the test set, which chose nothing). The values tried span "
+            f"{span:.2f} points on validation; the typical std between seeds at one value is {spread:.2f}")
+    text += (": the knob matters more than seed noise here." if span > 2 * spread else
+             ": within about twice the seed noise, so this sweep does not rank the values firmly.")
+    if ce_baseline is not None:
+        text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on the test set."
+    return text
