@@ -153,8 +153,8 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
             if run is not None:
                 done[seed] = run
     pending = [seed for seed in seeds if seed not in done]
-    targets = (teacher_targets(teacher, splits, cfg) if pending and get_method(method).needs
-               and cfg.fixed_views else None)
+    needs = get_method(method).needs
+    targets = teacher_targets(teacher, splits, cfg, needs=needs) if pending and needs and cfg.fixed_views else None
     for start in range(0, len(pending), together):
         group = pending[start:start + together]
         students = [build(architecture, splits.num_classes, seed=seed) for seed in group]

@@ -11,6 +11,12 @@ import torch
 import torch.nn.functional as F
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in float32, or in its own dtype if wider: bf16/float16 activations are computed on in
+    float32 (a sum of squares loses too much in bf16), float64 stays float64 (gradcheck)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
             temperature: float, reduction: str = "mean") -> torch.Tensor:
     r"""Hinton et al. (2015) soft-target loss, averaged over the batch ("none": per sample).
@@ -20,8 +26,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     The T^2 keeps its gradients on the scale of the cross-entropy term as T grows.
     """
     T = temperature
-    per_sample = F.kl_div(F.log_softmax(student_logits.float() / T, dim=1),
-                          F.log_softmax(teacher_logits.float() / T, dim=1),
+    per_sample = F.kl_div(F.log_softmax(_at_least_float32(student_logits) / T, dim=1),
+                          F.log_softmax(_at_least_float32(teacher_logits).to(_at_least_float32(student_logits).dtype) / T, dim=1),
                           reduction="none", log_target=True).sum(1) * T * T
     return _reduce(per_sample, reduction)
 
@@ -31,7 +37,7 @@ def activation_attention(features: torch.Tensor) -> torch.Tensor:
 
     A sample whose map is all zero (no activation, or no gradient) keeps the zero map: see
     `has_map`."""
-    return F.normalize(features.float().pow(2).mean(1).flatten(1), dim=1)
+    return F.normalize(_at_least_float32(features).pow(2).mean(1).flatten(1), dim=1)
 
 
 def ce_logit_gradient(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -41,7 +47,7 @@ def ce_logit_gradient(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     The true class's entry is computed as :math:`-\sum_{j \ne y} p_j`, not :math:`p_y - 1`:
     once a confident sample's :math:`p_y` rounds to 1 in float32, :math:`p_y - 1` is 0 or
     off by half, and the map would point the wrong way."""
-    p = logits.float().softmax(1)
+    p = _at_least_float32(logits).softmax(1)
     others = p.scatter(1, labels[:, None], 0.0)
     return (others - others.sum(1, keepdim=True) * F.one_hot(labels, p.shape[1])).to(logits.dtype)
 

@@ -114,15 +114,22 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     views = make_views(len(splits.y_train), cfg)
     teacher_id = weights_digest(teacher)
     needs = tuple(name for name in ALL_TARGETS if name in needs)
-    key = hashlib.sha1(f"{digest(views)} {teacher_id} {splits.fingerprint} {precision(device, cfg.amp)} "
-                       f"{CODE_VERSION} {','.join(needs)}".encode()).hexdigest()[:16]
-    path = data.cache_dir() / "targets" / f"{key}.pt"
-    if cache and path.is_file():
-        try:
-            return Targets(**load_tensors(path))
-        except Exception as error:  # truncated, damaged or foreign: compute them again
-            warnings.warn(f"The cached teacher targets {path} could not be read ({type(error).__name__}: "
-                          f"{error}); computing them again.", stacklevel=2)
+    if {"act", "grad"} & set(needs):  # the gradient pass yields the rest almost free: keep all for later methods
+        needs = ALL_TARGETS
+
+    def cached(kinds):
+        key = hashlib.sha1(f"{digest(views)} {teacher_id} {splits.fingerprint} {precision(device, cfg.amp)} "
+                           f"{CODE_VERSION} {','.join(kinds)}".encode()).hexdigest()[:16]
+        return data.cache_dir() / "targets" / f"{key}.pt"
+
+    path = cached(needs)
+    for candidate in dict.fromkeys([path, cached(ALL_TARGETS)]):  # a cached superset serves too
+        if cache and candidate.is_file():
+            try:
+                return Targets(**load_tensors(candidate))
+            except Exception as error:  # truncated, damaged or foreign: compute them again
+                warnings.warn(f"The cached teacher targets {candidate} could not be read ({type(error).__name__}: "
+                              f"{error}); computing them again.", stacklevel=2)
 
     teacher = teacher.to(device, memory_format=torch.channels_last).eval()
     n, v = views.shape[:2]

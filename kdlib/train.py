@@ -141,7 +141,7 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     if targets is not None:  # given by the caller: they must be for exactly this run
         targets.check(splits, cfg, teacher, recipe.needs)
     elif recipe.needs and cfg.fixed_views:
-        targets = teacher_targets(teacher, splits, cfg)
+        targets = teacher_targets(teacher, splits, cfg, needs=recipe.needs)
     view_table = targets.views if targets is not None else (make_views(n, cfg) if cfg.fixed_views else None)
     if targets is not None:
         targets = targets.to(splits.device)

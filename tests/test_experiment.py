@@ -1,8 +1,11 @@
 """kdlib.experiment: what the notebooks call to train methods over seeds and sweep a knob."""
 
+from dataclasses import replace
+
 import dataclasses
 
 import pytest
+import torch
 
 import kdlib
 from kdlib import experiment, results
@@ -13,7 +16,7 @@ def test_sweep_trains_once_per_value_and_seed_and_records_the_value(synthetic, t
     teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=1)
     runs = experiment.sweep("kd", "temperature", [1.0, 8.0], synthetic, cfg, [0, 1], teacher,
                             tmp_path / "sweeps")
-    assert list(runs.columns) == ["temperature", "seed", "accuracy"]
+    assert list(runs.columns) == ["temperature", "seed", "val_accuracy", "accuracy"]
     assert sorted(zip(runs["temperature"], runs["seed"])) == [(1.0, 0), (1.0, 1), (8.0, 0), (8.0, 1)]
     records = results.load(tmp_path / "sweeps")
     assert sorted((r["sweep"]["value"], r["config"]["temperature"]) for r in records) == \
@@ -37,7 +40,7 @@ def test_reuse_takes_finished_runs_and_retrains_what_changed(synthetic, tmp_path
 
     trained = []
     real_fit = experiment.fit_together
-    monkeypatch.setattr(experiment, "fit_together", lambda *a: trained.extend(a[5]) or real_fit(*a))
+    monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: trained.extend(a[5]) or real_fit(*a, **k))
     again = experiment.train_method("ce", synthetic, cfg, [0, 1, 2], **folders, reuse=True)
     assert trained == [2]  # seeds 0 and 1 were finished with these settings
     assert [r.accuracy for r in again[:2]] == [r.accuracy for r in first]
@@ -146,7 +149,7 @@ def test_seeds_trained_together_keep_a_record_checkpoint_and_share_of_time_each(
     folders = dict(results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "ck")
     groups = []
     real_fit = experiment.fit_together
-    monkeypatch.setattr(experiment, "fit_together", lambda *a: groups.append(a[5]) or real_fit(*a))
+    monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: groups.append(a[5]) or real_fit(*a, **k))
     runs = experiment.train_method("ce", synthetic, cfg, [0, 1, 2], **folders, together=2)
     assert groups == [[0, 1], [2]]
     assert [r.config.seed for r in runs] == [0, 1, 2] and [r.together for r in runs] == [2, 2, 1]
@@ -159,3 +162,28 @@ def test_seeds_trained_together_keep_a_record_checkpoint_and_share_of_time_each(
     table = results.runs(results.load(tmp_path / "results"))
     assert list(table.columns) == results.RUN_COLUMNS and len(table) == 3
     assert table["seconds"].sum() == pytest.approx(sum(r.seconds for r in runs), abs=0.2)
+
+
+def test_a_sweep_chooses_on_validation_and_never_reads_the_test_set(synthetic, tmp_cache, tmp_path):
+    splits = synthetic.subset(n_val=100)
+    scrambled = replace(splits, y_test=splits.y_test[torch.randperm(len(splits.y_test))])  # another test set
+    cfg = kdlib.Config(epochs=1, batch_size=100, views=2, amp="off", progress=False)
+    teacher = kdlib.build("DeepNN", seed=1).eval()
+    chosen, frames = [], []
+    for data in (splits, scrambled):
+        runs = experiment.sweep("kd", "temperature", [1.0, 4.0], data, cfg, [0], teacher)
+        frames.append(runs)
+        chosen.append(experiment.best(runs, "temperature"))
+    assert frames[0]["val_accuracy"].tolist() == frames[1]["val_accuracy"].tolist()
+    assert chosen[0] == chosen[1]
+    assert chosen[0] == frames[0].set_index("temperature")["val_accuracy"].idxmax()
+    with pytest.raises(ValueError, match="n_val"):
+        experiment.best(frames[0].assign(val_accuracy=float("nan")), "temperature")
+
+
+def test_a_teacher_left_in_train_mode_still_gives_eval_mode_targets(synthetic, tmp_cache):
+    teacher = kdlib.build("DeepNN", seed=1)
+    cfg = kdlib.Config(views=2, progress=False, amp="off")
+    in_train_mode = kdlib.teacher_targets(teacher.train(), synthetic, cfg, cache=False)
+    in_eval_mode = kdlib.teacher_targets(teacher.eval(), synthetic, cfg, cache=False)
+    assert torch.equal(in_train_mode.logits, in_eval_mode.logits)  # dropout off: no random masks

@@ -154,3 +154,28 @@ def test_the_reference_gradient_attention_sends_no_gradient_into_the_student():
     (ours,) = gradient_attention(logits, y, stages[-1:], create_graph=True)
     attention_loss(ours, torch.rand(8, 64)).backward()
     assert student.features[0].bias.grad.abs().sum() > 0
+
+
+def test_gradient_attention_and_the_attention_loss_pass_gradcheck_in_float64():
+    torch.manual_seed(0)
+    weight = torch.randn(10, 2 * 4 * 4, dtype=torch.float64)
+    features = torch.randn(3, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([1, 4, 7])
+    teacher = F.normalize(torch.rand(3, 16, dtype=torch.float64), dim=1)
+
+    def loss(a):
+        logits = a.flatten(1) @ weight.T
+        (maps,) = gradient_attention(logits, labels, [a], create_graph=True)
+        assert maps.dtype == torch.float64  # the losses keep a float64 input's precision
+        return attention_loss(maps, teacher)
+    assert torch.autograd.gradcheck(loss, (features,), eps=1e-6, atol=1e-6)
+
+
+def test_the_attention_loss_gradient_points_from_the_student_map_to_the_teachers():
+    student = F.normalize(torch.rand(2, 16), dim=1).requires_grad_()
+    teacher = F.normalize(torch.rand(2, 16), dim=1)
+    attention_loss(student, teacher).backward()
+    # d/dQs of mean_n mean_j (Qs - Qt)^2 = 2 (Qs - Qt) / (N * HW): a step against it moves towards the teacher
+    torch.testing.assert_close(student.grad, 2 * (student.detach() - teacher) / (2 * 16))
+    stepped = student.detach() - 10 * student.grad
+    assert attention_loss(stepped, teacher) < attention_loss(student.detach(), teacher)

@@ -6,10 +6,15 @@ import json
 import subprocess
 import sys
 
+import nbformat
 import papermill
 import pytest
 
-from kdlib import series
+import kdlib
+from kdlib import profiles, series
+
+sys.path.insert(0, str(series.REPOSITORY / "scripts"))
+import sync_notebooks  # noqa: E402
 
 pytestmark = pytest.mark.notebooks
 
@@ -20,6 +25,77 @@ def test_every_notebook_has_one_parameters_cell_and_a_colab_badge():
         tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, name
         assert "colab.research.google.com" in "".join(nb["cells"][0]["source"]), name
+
+
+def test_badges_setup_cells_and_parameter_cells_are_written_from_the_profiles():
+    """A notebook whose parameters cell (or badge, or set-up cell) disagrees with
+    kdlib.profiles fails here: run scripts/sync_notebooks.py."""
+    for name in series.NOTEBOOKS:
+        nb = nbformat.read(series.NOTEBOOK_DIR / name, as_version=4)
+        before = [c.source for c in nb.cells]
+        assert [c.source for c in sync_notebooks.synced(name, nb).cells] == before, (
+            f"{name} is out of step with kdlib/profiles.py: run python scripts/sync_notebooks.py")
+        assert profiles.badge(name) in before[0] and profiles.setup_cell() in before
+
+
+def test_each_notebook_declares_only_parameters_it_uses_with_the_course_defaults():
+    config_fields = set(kdlib.Config.__dataclass_fields__)
+    for name in series.NOTEBOOKS:
+        nb = nbformat.read(series.NOTEBOOK_DIR / name, as_version=4)
+        declared = papermill.inspect_notebook(series.NOTEBOOK_DIR / name)
+        code = "\n".join(c.source for c in nb.cells
+                         if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", []))
+        for parameter, info in declared.items():
+            # a Config field reaches the engine through experiment.config(globals())
+            used = parameter in config_fields or f"{parameter}" in code.replace("experiment.config(globals()", "")
+            assert used, f"{name} declares {parameter} but never uses it"
+            expected = {**profiles.PROFILES[profiles.DEFAULT], **profiles.FOLDERS}[parameter]
+            assert eval(info["default"]) == expected, (name, parameter)
+        assert "NBVAL" not in code, f"{name}: nbval markers belong in cell tags, not in the reader's code"
+
+
+def test_the_colab_setup_cell_makes_kdlib_importable_in_the_same_kernel(tmp_path):
+    from nbclient import NotebookClient
+    clone_source = tmp_path / "origin"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{series.REPOSITORY}", str(clone_source)], check=True)
+    clone = tmp_path / "content" / "kd-cifar10"
+    fake_colab = "import sys, types\nsys.modules['google'] = types.ModuleType('google')\nsys.modules['google.colab'] = types.ModuleType('google.colab')"
+    setup = profiles.setup_cell().replace(profiles.REPOSITORY, f"file://{clone_source}").replace(profiles.CLONE, str(clone))
+    check = "import os, kdlib\nprint(kdlib.__file__)\nprint(os.getcwd())"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in (fake_colab, setup, check)])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    printed = nb.cells[2].outputs[0]["text"].split()
+    assert printed == [str(clone / "kdlib" / "__init__.py"), str(clone / "notebooks")]
+
+    # A clone that fails stops the cell with what to change.
+    broken = profiles.setup_cell().replace(profiles.REPOSITORY, f"file://{tmp_path}/no-such-repository") \
+        .replace(profiles.CLONE, str(tmp_path / "elsewhere"))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in (fake_colab, broken)])
+    from nbclient.exceptions import CellExecutionError
+    with pytest.raises(CellExecutionError, match="set REPOSITORY to the fork"):
+        NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+
+
+@pytest.fixture(scope="module")
+def synthetic_teacher(tmp_path_factory):
+    """A published teacher for the smoke profile's synthetic data (a real one teaches CIFAR-10)."""
+    folder = tmp_path_factory.mktemp("teacher")
+    params = series.parameters("smoke", [], folder)
+    splits = kdlib.load("synthetic", n_train=params["n_train"], n_val=params["n_val"], n_test=params["n_test"])
+    run = kdlib.experiment.train_teacher(splits, kdlib.Config(epochs=1, batch_size=64, progress=False),
+                                         folder / "results", folder / "checkpoints")
+    record, = kdlib.results.load(folder / "results")
+    return kdlib.published.publish(folder / "checkpoints" / "teacher.pt", record, splits, folder / "teacher.pt")
+
+
+@pytest.mark.parametrize("name", series.NOTEBOOKS[1:])
+def test_each_notebook_runs_alone_in_a_fresh_run_folder(name, synthetic_teacher, tmp_path):
+    """As in Colab, where each notebook gets its own machine: no 01 run, no other notebook's runs."""
+    out = series.run("smoke", tmp_path / "alone", [("teacher_weights", str(synthetic_teacher))], [name])
+    executed = (out / name).read_text()
+    assert "taking the published one" in executed
+    if name not in ("02_student_baseline.ipynb", "03_kd_logits.ipynb"):
+        assert "training it now" in executed  # another notebook's runs, trained here
 
 
 def test_notebooks_pass_nbval_in_the_smoke_profile(tmp_path):
@@ -63,5 +139,6 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     executed = (out / "02_student_baseline.ipynb").read_text()
-    assert "ce seed 0: reusing the finished run" in executed
+    assert "ce seed 0: reusing its finished run (student-ce-seed0.pt)" in executed
+    assert str(out) not in executed  # no local paths in a notebook's outputs
     assert len(list((out / "results").glob("ce-seed0-*.json"))) == 1  # no second record

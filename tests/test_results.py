@@ -33,7 +33,17 @@ def test_table_gives_mean_and_std_over_seeds_with_the_reference():
     assert table.loc["ce", "std"] == pytest.approx(1.41421, rel=1e-4)
     assert table.loc["kd", "mean"] == pytest.approx(77.0)
     assert table.loc["kd", "n_seeds"] == 2
-    assert table.loc["kd", "reference"] == 74.54
+    assert table.loc["ce", "reference"] == 72.35
+    assert table.loc["kd", "reference"] != table.loc["kd", "reference"]  # NaN: the reference's "KD" had no trained teacher
+
+
+def test_the_references_distillation_numbers_stand_on_the_untrained_teacher_rows():
+    records = [rec("ce", 0, 0.70), rec("kd_untrained", 0, 0.71, control="untrained"), rec("grad_at", 0, 0.7)]
+    table = results.table(records).set_index("method")
+    assert table.loc["kd_untrained", "reference"] == 74.54
+    assert table.loc["kd_untrained", "reference_teacher"] == "untrained"
+    assert table.loc["grad_at", "reference_teacher"] == "untrained"
+    assert "72.50 (untrained teacher)" in results.format_table(results.table(records))
 
 
 def test_paired_differences_pair_by_seed():
@@ -146,3 +156,29 @@ def test_transfer_says_whether_each_attention_method_moved_its_maps_towards_the_
     act_line, grad_line = results.transfer(records)
     assert act_line.startswith("act_at") and "0.960 / 0.990" in act_line and "did transfer" in act_line
     assert grad_line.startswith("grad_at") and "did not take hold" in grad_line
+
+
+def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_plus_1_and_keeps_order():
+    assert results.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert results.holm([0.2, float("nan"), 0.01]) == pytest.approx([0.2, float("nan"), 0.02], nan_ok=True)
+    assert results.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # capped at 1, never below the one before
+
+
+def test_comparisons_pair_by_seed_with_a_t_test_and_the_holm_correction():
+    records = [rec("ce", s, a) for s, a in enumerate([0.70, 0.71, 0.72])]
+    records += [rec("kd", s, a) for s, a in enumerate([0.73, 0.741, 0.749])]    # +3.0, +3.1, +2.9
+    records += [rec("ls", s, a) for s, a in enumerate([0.69, 0.72, 0.725])]     # -1, +1, +0.5
+    table = results.comparisons(records, [("kd", "ce"), ("ls", "ce"), ("kd", "ls")]).set_index(["method", "baseline"])
+    from scipy import stats
+    expected = stats.ttest_rel([73, 74.1, 74.9], [70, 71, 72]).pvalue
+    assert table.loc[("kd", "ce"), "p_value"] == pytest.approx(expected, rel=1e-6)
+    assert table.loc[("kd", "ce"), "p_holm"] == pytest.approx(min(1, 3 * expected), rel=1e-6)
+    assert table.loc[("kd", "ce"), "holm"] and not table.loc[("ls", "ce"), "holm"]
+    assert table.loc[("kd", "ls"), "mean_diff"] == pytest.approx(3.0 - 0.1667, abs=1e-3)
+
+
+def test_the_verdict_states_the_paired_difference_not_the_gap_of_the_means():
+    # kd has a third seed that ce lacks: the means differ by more than the paired difference
+    records = [rec("ce", 0, 0.70), rec("ce", 1, 0.72), rec("kd", 0, 0.71), rec("kd", 1, 0.73), rec("kd", 2, 0.80)]
+    sentence = results.verdict(records, "kd")
+    assert "1.00 points above ce" in sentence  # paired over seeds 0 and 1; the means are 3.33 apart
