@@ -257,7 +257,7 @@ def load_student(checkpoint_dir, method: str, seed: int, splits: Splits, family:
 
 
 def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seeds, teacher,
-          results_dir=None, checkpoint_dir=None, reuse: bool = False) -> pd.DataFrame:
+          results_dir=None, checkpoint_dir=None, reuse: bool = False, main=None) -> pd.DataFrame:
     """Train `method` once per (value of one Config field, seed), everything else as `cfg`.
 
     Returns one row per run: parameter value, seed, val_accuracy (%, on the validation split:
@@ -267,19 +267,32 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
     the main results), checkpoints to `checkpoint_dir` named by knob and value; with
     `reuse`, finished sweep runs are taken as in `train_method`. The teacher's targets do
     not depend on T, the KD weight or beta, so every run shares one set (cached on disk).
+
+    main: the (results_dir, checkpoint_dir) of the series' main runs. A sweep point that is
+    exactly a main run (the same settings, data, teacher and code: the knob at its main value)
+    is that run, taken from there instead of trained again.
     """
     if parameter not in {f.name for f in fields(Config)}:
         raise ValueError(f"Cannot sweep {parameter!r}: not a kdlib.train.Config field.")
     rows = []
     for value in values:
         print(f"{parameter} = {value}")
-        for run in train_method(method, splits, replace(cfg, **{parameter: value}), seeds, teacher,
-                                results_dir, checkpoint_dir, reuse, tag=f"-{parameter}{value:g}",
-                                sweep={"parameter": parameter, "value": value}):
+        point = replace(cfg, **{parameter: value})
+        found = {}
+        if main is not None:
+            for seed in seeds:
+                run = _finished_run(method, student_architecture(cfg.family), splits, replace(point, seed=seed),
+                                    main[0], Path(main[1]) / f"student-{method}-seed{seed}.pt", teacher)
+                if run is not None:
+                    found[seed] = run
+        rest = [seed for seed in seeds if seed not in found]
+        trained = train_method(method, splits, point, rest, teacher, results_dir, checkpoint_dir, reuse,
+                               tag=f"-{parameter}{value:g}", sweep={"parameter": parameter, "value": value}) if rest else []
+        for run in [*found.values(), *trained]:
             rows.append({parameter: value, "seed": run.config.seed,
                          "val_accuracy": 100 * run.metrics.get("val_accuracy", float("nan")),
                          "accuracy": 100 * run.accuracy})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values([parameter, "seed"], ignore_index=True)
 
 
 def best(runs: pd.DataFrame, parameter: str):

@@ -187,3 +187,17 @@ def test_a_teacher_left_in_train_mode_still_gives_eval_mode_targets(synthetic, t
     in_train_mode = kdlib.teacher_targets(teacher.train(), synthetic, cfg, cache=False)
     in_eval_mode = kdlib.teacher_targets(teacher.eval(), synthetic, cfg, cache=False)
     assert torch.equal(in_train_mode.logits, in_eval_mode.logits)  # dropout off: no random masks
+
+
+def test_a_sweep_point_that_is_a_main_run_is_taken_from_the_main_runs(synthetic, tmp_cache, tmp_path, monkeypatch):
+    cfg = kdlib.Config(epochs=1, batch_size=100, views=2, amp="off", progress=False)
+    teacher = kdlib.build("DeepNN", seed=1).eval()
+    main = (tmp_path / "results", tmp_path / "checkpoints")
+    kd, = experiment.train_method("kd", synthetic, cfg, [0], teacher, *main)
+    trained = []
+    real_fit = experiment.fit_together
+    monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: trained.append(a[4].temperature) or real_fit(*a, **k))
+    runs = experiment.sweep("kd", "temperature", [cfg.temperature, 8.0], synthetic, cfg, [0], teacher,
+                            tmp_path / "sweeps", tmp_path / "sweep-checkpoints", main=main)
+    assert trained == [8.0]  # T = 4 is the main run
+    assert runs.set_index("temperature").loc[cfg.temperature, "accuracy"] == 100 * kd.accuracy
