@@ -16,7 +16,7 @@ _CONFIG = {f.name: f.default for f in fields(Config)}
 # Config's training settings that the notebooks expose, with Config's defaults.
 _TRAINING = {name: _CONFIG[name] for name in ("batch_size", "lr", "schedule", "weight_decay", "augment",
                                               "views", "temperature", "kd_weight", "beta", "device",
-                                              "amp", "compile")}
+                                              "amp", "compile", "eval_every")}
 BASE = {"profile": "interactive", "family": "tutorial", "data": "cifar10", "normalization": "data",
         "n_train": None, "n_val": None, "n_test": None, "teacher_weights": None,
         "teacher_epochs": 30, "student_epochs": 30, "seeds": [0, 1, 2], **_TRAINING,
@@ -29,12 +29,15 @@ PUBLISHED_TEACHER = "../weights/teacher-tutorial.pt"  # from notebooks/, where t
 
 PROFILES = {
     # The CPU course: the published teacher (83% on all 10,000 test images), students on a fixed
-    # 10,000 of the training images with 5,000 others held out for validation, 3 seeds, the
-    # controls, and sweeps with 2 seeds per point. 30 student epochs, measured: KD's gain over CE
-    # grew with the schedule in the screen (README, "The CPU course"), and 30 epochs of 10,000
-    # images keep 01-06 within 20 minutes of a 2-core CPU.
-    "course": {**BASE, "n_train": 10000, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER,
-               "teacher_epochs": 20, "student_epochs": 30, "weight_decay": 5e-4,
+    # 5,000 of the training images with 5,000 others held out for validation, 60 epochs, 3 seeds,
+    # the controls, and sweeps with 2 seeds per point. Chosen by a screen on validation
+    # (scripts/recipe_screen.py, 2-core AMD EPYC, 2026-11-30; README, "The CPU course"): KD minus
+    # CE was +1.07 [-0.59, +2.74] with 30 epochs of 10,000 images and +3.60 [+3.17, +4.03] with
+    # 60; 60 epochs of 5,000 gave +3.95 [+3.29, +4.61] at half the cost, which keeps 01-06
+    # within 20 minutes of a 2-core CPU. Validation every 5 epochs: a pass per epoch would
+    # cost a third of the training.
+    "course": {**BASE, "n_train": 5000, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER,
+               "teacher_epochs": 20, "student_epochs": 60, "weight_decay": 5e-4, "eval_every": 5,
                "sweep_seeds": [0, 1], "temperatures": [1.0, 4.0, 8.0], "kd_weights": [0.25, 0.5, 0.9],
                "betas": [0.0, 250.0, 1000.0]},
     # The full scale, for a GPU: every training image, 30 epochs each, weight decay as the
@@ -59,7 +62,7 @@ FOLDERS = {"results_dir": "../runs/interactive/results", "checkpoint_dir": "../r
 
 _DATA = ["profile", "family", "data", "normalization", "n_train", "n_val", "n_test", "teacher_weights"]
 _RECIPE = ["batch_size", "lr", "schedule", "weight_decay", "augment"]
-_ENGINE = ["device", "amp", "compile", "progress", "reuse"]
+_ENGINE = ["device", "amp", "compile", "eval_every", "progress", "reuse"]
 _STUDENTS = ["student_epochs", "seeds", *_RECIPE, "views"]
 NOTEBOOK_PARAMETERS = {
     "01_teacher.ipynb": [*_DATA, "teacher_epochs", *_RECIPE, *_ENGINE],
@@ -102,6 +105,7 @@ NOTES = {
     "device": '"auto", "cpu" or "cuda"',
     "amp": '"auto" (bf16 where the hardware has it), "bf16" or "off"',
     "compile": "torch.compile the model (pays on a GPU)",
+    "eval_every": "a validation point every k epochs (and after the last)",
     "progress": "progress bars",
     "reuse": "continue or take finished runs with the same settings",
     "results_dir": "",
