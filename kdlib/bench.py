@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import resource
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from . import data as kdata
+from .files import write_text
 from .losses import activation_attention, attention_loss, gradient_attention, kd_loss
 from .methods import METHODS
 from .models import build, forward_features
@@ -145,6 +148,7 @@ def main(argv=None) -> None:
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
                         help="kdlib side: bf16 autocast (auto: on CUDA only)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path, help="also write the seconds per workload there (kdlib.gpujob reads them)")
     parser.add_argument("--together", type=int, default=1, metavar="N",
                         help="kdlib side: train N student seeds at once, report seconds per seed")
     args = parser.parse_args(argv)
@@ -169,7 +173,7 @@ def main(argv=None) -> None:
             "| speed-up per epoch | per recipe | (a) acc | (b) acc | peak RSS MiB |", "|---" * 11 + "|"]
     print("\n".join(rows), flush=True)
     nan = (float("nan"), float("nan"), None)
-    seconds = {}
+    seconds, measured = {}, {}
     for workload in args.workloads:
         needs = METHODS[METHOD_OF[workload]].needs if not workload.startswith("teacher") else ()
         targets, targets_seconds = None, 0.0
@@ -182,6 +186,7 @@ def main(argv=None) -> None:
         if workload == "teacher CE" and not args.teacher:
             teacher = (b[2] if b[2] is not None else a[2]).eval()  # students distil from this teacher
         seconds[workload] = b[0]
+        measured[workload] = {"tutorial_s": a[0], "kdlib_s": b[0], "targets_s": targets_seconds, "images": n}
         mem = f"{peak_rss_mib():.0f}"
         if device.type == "cuda":
             mem += f" (GPU {torch.cuda.max_memory_allocated() / 2**20:.0f})"
@@ -191,6 +196,9 @@ def main(argv=None) -> None:
         cells = ["-" if "nan" in c else c for c in cells]  # the side --only left out
         rows.append(f"| {workload} | {' | '.join(cells)} | {mem} |")
         print(rows[-1], flush=True)
+    if args.json:
+        write_text(args.json, json.dumps({"device": str(device), "together": args.together, "workloads": measured},
+                                         indent=1, default=float))
     if "student CE" in seconds and "student KD" in seconds and args.only != "tutorial":
         print(f"kdlib: a KD epoch costs {seconds['student KD'] / seconds['student CE']:.2f}x a CE epoch "
               "(the teacher targets aside)")

@@ -152,6 +152,7 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
                                 checkpoint(seed), teacher)
             if run is not None:
                 done[seed] = run
+    reused = set(done)
     pending = [seed for seed in seeds if seed not in done]
     needs = get_method(method).needs
     targets = teacher_targets(teacher, splits, cfg, needs=needs) if pending and needs and cfg.fixed_views else None
@@ -166,8 +167,9 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     runs = [done[seed] for seed in seeds]
     for run in runs:
         shared = f", trained with {run.together - 1} other seed(s)" if run.together > 1 else ""
+        source = f"; its finished run, reused ({checkpoint(run.config.seed).name})" if run.config.seed in reused else ""
         print(f"{name} seed {run.config.seed}: test accuracy {100 * run.accuracy:.2f}% "
-              f"({run.seconds:.0f} s{shared}, {run.device})")
+              f"({run.seconds:.0f} s{shared}, {run.device}{source})")
     return runs
 
 
@@ -224,7 +226,6 @@ def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, res
     weights = weights_digest(model)
     for rec in reversed(results.load(results_dir)):
         if rec["method"] == name and rec.get("weights") == weights and _matches(rec, wanted):
-            print(f"{name} seed {cfg.seed}: reusing its finished run ({Path(path).name})")
             return Run(model=model.eval(), method=rec["method"], config=cfg, history=rec["history"],
                        metrics=rec["metrics"], seconds=rec["seconds"], device=rec["device"],
                        source=rec["source"], together=rec.get("together", 1))
@@ -285,6 +286,8 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
                                     main[0], Path(main[1]) / f"student-{method}-seed{seed}.pt", teacher)
                 if run is not None:
                     found[seed] = run
+                    print(f"{method} seed {seed}, {parameter} = {value:g}: the main run (student-{method}-seed{seed}.pt), "
+                          f"test accuracy {100 * run.accuracy:.2f}%")
         rest = [seed for seed in seeds if seed not in found]
         trained = train_method(method, splits, point, rest, teacher, results_dir, checkpoint_dir, reuse,
                                tag=f"-{parameter}{value:g}", sweep={"parameter": parameter, "value": value}) if rest else []

@@ -201,7 +201,7 @@ def sweep(runs, parameter: str, title: str = "", baseline: float | None = None,
     fig, ax = _figure(figsize=(4.5, 3.2))
     ax.errorbar(stats[parameter], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
                 label="mean ± std" if runs["seed"].nunique() > 1 else "one seed")
-    ax.scatter(runs[parameter], runs["accuracy"], s=8, color="C0", alpha=0.4)
+    ax.scatter(runs[parameter], runs["accuracy"], s=18, color="C1", alpha=0.8, zorder=3, label="each seed")
     if baseline is not None:
         ax.axhline(baseline, color="gray", ls="--", label="CE baseline")
     positive = [v for v in stats[parameter] if v > 0]

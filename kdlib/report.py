@@ -147,13 +147,16 @@ def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) 
     from .experiment import best
     means = runs.groupby(parameter)[["val_accuracy", "accuracy"]].mean()
     spread = runs.groupby(parameter)["val_accuracy"].std(ddof=1).mean()
+    seeds = runs.groupby(parameter)["seed"].nunique().min()
+    noise = spread * (2 / seeds) ** 0.5  # std of the difference of two values' means over `seeds` seeds
     chosen = best(runs, parameter)
     span = means["val_accuracy"].max() - means["val_accuracy"].min()
     text = (f"{parameter}: validation chooses {chosen:g} ({means.loc[chosen, 'val_accuracy']:.2f}% on validation, "
             f"{means.loc[chosen, 'accuracy']:.2f}% on the test set, which chose nothing). The values tried span "
-            f"{span:.2f} points on validation; the typical std between seeds at one value is {spread:.2f}")
-    text += (": the knob matters more than seed noise here." if span > 2 * spread else
-             ": within about twice the seed noise, so this sweep does not rank the values firmly.")
+            f"{span:.2f} points on validation; seed noise alone moves the difference of two values' means by "
+            f"about {noise:.2f} (std, {seeds} seeds a value)")
+    text += (": the knob matters beyond seed noise here." if span > 3 * noise else
+             ": within about three times that, so this sweep does not rank the values firmly.")
     if ce_baseline is not None:
         text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on the test set."
     return text

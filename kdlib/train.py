@@ -402,21 +402,42 @@ def _maps(model, splits, images, labels, kinds, cfg=None, batch_size: int = 500)
     return {kind: [torch.cat(stage).cpu() for stage in zip(*(c[kind] for c in chunks))] for kind in kinds}
 
 
-_teacher_maps: dict = {}  # the last teacher's test-set maps: every student of a series shares them
+MAP_SIMILARITY_IMAGES = 2000  # a fixed random sample of the test set: a mean cosine needs no more
+_teacher_maps: dict = {}  # the last two teachers' maps of that sample: every student of a series shares them
+
+
+def _map_sample(splits: data.Splits) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(splits.y_test)
+    if n <= MAP_SIMILARITY_IMAGES:
+        return splits.x_test, splits.y_test
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:MAP_SIMILARITY_IMAGES].sort().values
+    return splits.x_test[index.to(splits.x_test.device)], splits.y_test[index.to(splits.y_test.device)]
+_teacher_classes: dict = {}  # and its test-set predictions (a DeepNN pass over 10,000 images: ~3 s of CPU)
+
+
+def _teacher_predictions(teacher: nn.Module, splits: data.Splits, cfg: Config) -> torch.Tensor:
+    key = (weights_digest(teacher), splits.fingerprint, precision(resolve_device(cfg.device), cfg.amp))
+    if key not in _teacher_classes:
+        _teacher_classes.clear()
+        _teacher_classes[key] = predict(teacher, splits.x_test, splits, cfg).argmax(1)
+    return _teacher_classes[key]
 
 
 def map_similarity(model: nn.Module, teacher: nn.Module, splits: data.Splits,
                    cfg: Config | None = None) -> dict[str, list[float]]:
     """How close the model's attention maps are to the teacher's on the test set: for each
-    kind ("act", "grad") and student stage, the mean over test images of the cosine similarity
+    kind ("act", "grad") and student stage, the mean over MAP_SIMILARITY_IMAGES test images (a
+    fixed random sample) of the cosine similarity
     of the two maps (both are unit vectors: their dot product; 1 is the same map). Whether an
     attention method transferred anything shows here, against the CE student's similarity."""
     kinds = ("act", "grad")
     key = (weights_digest(teacher), splits.fingerprint)
+    images, labels = _map_sample(splits)
     if key not in _teacher_maps:
-        _teacher_maps.clear()
-        _teacher_maps[key] = _maps(teacher, splits, splits.x_test, splits.y_test, kinds, cfg)
-    own = _maps(model, splits, splits.x_test, splits.y_test, kinds, cfg)
+        if len(_teacher_maps) >= 2:  # a series alternates between its teacher and a control's
+            _teacher_maps.pop(next(iter(_teacher_maps)))
+        _teacher_maps[key] = _maps(teacher, splits, images, labels, kinds, cfg)
+    own = _maps(model, splits, images, labels, kinds, cfg)
     return {kind: [float((m * t).sum(1).mean()) for m, t in methods.matched(own[kind], theirs)]
             for kind, theirs in _teacher_maps[key].items()}
 
@@ -438,7 +459,6 @@ def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = 
     metrics["confusion"] = confusion.tolist()
     metrics["ece"] = expected_calibration_error(logits.softmax(1), labels)
     if teacher is not None:
-        teacher_prediction = predict(teacher, splits.x_test, splits, cfg).argmax(1)
-        metrics["teacher_agreement"] = float((prediction == teacher_prediction).float().mean())
+        metrics["teacher_agreement"] = float((prediction == _teacher_predictions(teacher, splits, cfg)).float().mean())
         metrics["map_similarity"] = map_similarity(model, teacher, splits, cfg)
     return metrics

@@ -12,8 +12,11 @@ REAL_DATA = Path(os.environ.get("KDLIB_REAL_DATA", REPO.parent / "shared" / "dat
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed_and_threads(monkeypatch):
     torch.manual_seed(0)
+    # float32 on every CI CPU, with or without native bf16: exact comparisons stay exact (the
+    # tests of the precision rule patch the CPU flags themselves)
+    monkeypatch.setattr(kdlib.config, "_cpu_flags", lambda: frozenset())
 
 
 @pytest.fixture(scope="session")

@@ -154,3 +154,24 @@ def test_compiled_attention_methods_run_compiled_stages_and_keep_gradient_attent
     eager_maps = kdlib.losses.gradient_attention(eager_logits, y, eager_stages, create_graph=True)
     for m, e in zip(maps, eager_maps, strict=True):
         _close(m, e)
+
+
+def test_stacked_reference_students_train_end_to_end_like_apart_batch_norm_statistics_included(synthetic, tmp_cache):
+    splits = synthetic.subset(250, 60)
+    cfg = kdlib.Config(epochs=2, batch_size=100, views=2, progress=False, family="reference")
+    together = kdlib.fit_together(_models("ReferenceLightNN"), splits, "ce", cfg=cfg, seeds=SEEDS)
+    for run, seed, model in zip(together, SEEDS, _models("ReferenceLightNN")):
+        alone = kdlib.fit(model, splits, "ce", cfg=kdlib.Config(**{**vars(cfg), "seed": seed}))
+        buffers = dict(run.model.named_buffers())
+        assert any("running_mean" in name for name in buffers)
+        for name, own in alone.model.named_buffers():
+            if own.is_floating_point():  # running means and variances, each member its own
+                assert (buffers[name] - own).norm() <= 1e-3 * own.norm() + 1e-6, name
+            else:
+                assert torch.equal(buffers[name], own), name  # batches seen
+        for trained, own in zip(run.model.parameters(), alone.model.parameters()):
+            # + 2e-4, a tenth of one Adam step at this rate: a tensor of near-zero weights (a
+            # bias of norm ~0.01) moves by a fraction of the rate when its ~1e-8 gradients round
+            # otherwise (see the test above); a member mixed with another would be off by steps
+            assert (trained - own).norm() < 1e-3 * own.norm() + 2e-4
+        assert [h["loss"] for h in run.history] == pytest.approx([h["loss"] for h in alone.history], rel=1e-3)

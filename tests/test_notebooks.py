@@ -140,6 +140,6 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     executed = (out / "02_student_baseline.ipynb").read_text()
-    assert "ce seed 0: reusing its finished run (student-ce-seed0.pt)" in executed
+    assert "its finished run, reused (student-ce-seed0.pt)" in executed
     assert str(out) not in executed  # no local paths in a notebook's outputs
     assert len(list((out / "results").glob("ce-seed0-*.json"))) == 1  # no second record

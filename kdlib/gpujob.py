@@ -1,0 +1,192 @@
+"""Everything that needs a GPU, as one command that fits the few minutes a GPU is lent for.
+
+    python -m kdlib.gpujob OUT [--data SOURCE] [--minutes 8] [--smoke] [--repository DIR]
+
+Stages, in this order, each into OUT/STAGE and marked done (OUT/STAGE/.done) when finished, so
+that running the same command again after a cut skips what is done and resumes what is not
+(the series stages with `kdlib.series --resume`, which continues an interrupted training run
+from its last epoch):
+
+    bench      python -m kdlib.bench (the engine against the tutorial's pipeline), seeds
+               together (--together 3): its seconds per epoch also size the stages below
+    full       the `full` profile: the teacher on fresh views with weight decay, every
+               student method and control over 3 seeds, the sweeps
+    reference  the `reference` profile: the reference notebook's models and protocol
+    publish    into the repository: figures/results.csv and runs.csv (full), figures/
+               results_reference.csv, the executed notebooks into published/full-gpu-DATE/
+               and reference-gpu-DATE/, and the full run's teacher into weights/ when it is
+               more accurate than the one there
+
+Before it trains anything it prints each stage's estimated seconds on the GPU at hand (from
+the bench's epoch times once the bench has run, else from the 2026-11-25 H100 run's per-run
+seconds) and, with --minutes, runs only the stages that fit, most valuable first. A line per
+stage with its seconds, and a summary, at the end. OUT holds only what should come back from
+the device (no student checkpoints): `tar -czf $OUT/job.tgz OUT` fits the device's 16 MB a file.
+
+--smoke runs every stage at smoke scale (synthetic data, one epoch): the test suite does, and
+publishes into a temporary copy of the repository's layout (--repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .files import write_text
+
+STAGES = ["bench", "full", "reference", "publish"]
+REPOSITORY = Path(__file__).resolve().parent.parent
+H100_RUNS = REPOSITORY / "published" / "full-h100-2026-11-25" / "runs.csv"
+# Runs per profile beyond those of the 2026-11-25 run (which had no controls and no sweeps):
+# the series trains a teacher, 7 student methods x 3 seeds and 9 sweep runs (full), a tenth
+# of the epochs' worth for the reference profile's 10-epoch, no-augmentation recipe.
+STUDENT_RUNS = {"full": 21 + 9, "reference": 21 + 9}
+EPOCHS = {"full": (30, 30), "reference": (10, 10)}  # teacher, students
+
+
+def estimate(stage: str, bench: dict | None, smoke: bool = False) -> float:
+    """Seconds a stage should take here: from the bench's seconds per epoch when there are
+    any (kdlib side, the teacher's row and the mean student row, per seed), else from the
+    2026-11-25 H100 run's seconds per training run. An estimate, printed as such."""
+    if smoke:
+        return {"bench": 30, "full": 180, "reference": 180, "publish": 5}[stage]
+    if stage == "publish":
+        return 10.0
+    if stage == "bench":
+        return 150.0  # one epoch per workload on each side; the tutorial's side dominates
+    teacher_epochs, student_epochs = EPOCHS[stage]
+    if bench:
+        rows = bench["workloads"]
+        teacher = rows["teacher CE"]["kdlib_s"]
+        students = [v["kdlib_s"] + v["targets_s"] / student_epochs for k, v in rows.items() if k.startswith("student")]
+        student = sum(students) / len(students)
+    else:
+        runs = list(csv.DictReader(open(H100_RUNS)))
+        teacher = float(runs[0]["seconds"]) / float(runs[0]["epochs"])
+        students = [float(r["seconds"]) / float(r["epochs"]) for r in runs[1:]]
+        student = sum(students) / len(students)
+    overhead = 60.0  # kernel starts, data decoding, figures
+    return overhead + teacher_epochs * teacher + STUDENT_RUNS[stage] * student_epochs * student
+
+
+def plan(minutes: float | None, bench: dict | None, done: set[str], smoke: bool) -> list[str]:
+    """The stages to run now, in order: every stage not done whose estimate still fits."""
+    chosen, left = [], (minutes * 60 if minutes else float("inf"))
+    for stage in STAGES:
+        if stage in done:
+            continue
+        cost = estimate(stage, bench, smoke)
+        fits = cost <= left or stage == "publish"
+        print(f"  {stage:<10} estimate {cost:7.0f} s  {'runs' if fits else 'does not fit: skipped'}", flush=True)
+        if fits:
+            chosen.append(stage)
+            left -= cost
+    return chosen
+
+
+def run_stage(stage: str, out: Path, args) -> None:
+    folder = out / stage
+    data = "synthetic" if args.smoke else args.data
+    if stage == "bench":
+        folder.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "kdlib.bench", "--data", data, "--together", "3",
+                   "--json", str(folder / "bench.json")] + (["--subset", "256"] if args.smoke else [])
+        with open(folder / "bench.md", "w") as log:
+            subprocess.run(command, stdout=log, check=True)
+    elif stage in ("full", "reference"):
+        from . import series
+        overrides = [("data", data)]
+        if args.smoke:  # the stage's own profile, at smoke scale
+            overrides += [(k, str(v)) for k, v in series.PROFILES["smoke"].items()
+                          if k in ("n_train", "n_val", "n_test", "teacher_epochs", "student_epochs", "views",
+                                   "batch_size", "temperatures", "kd_weights", "betas", "sweep_seeds")]
+            overrides += [("seeds", "[0]" if stage == "full" else "[42]")]
+        series.run(stage, folder, overrides, resume=folder.is_dir() and series.holds_run(folder))
+        for checkpoint in (folder / "checkpoints").rglob("*.pt"):  # what comes back: the teacher only
+            if checkpoint.name != "teacher.pt":
+                checkpoint.unlink()
+    elif stage == "publish":
+        publish(out, Path(args.repository), args.smoke)
+
+
+def publish(out: Path, repository: Path, smoke: bool) -> None:
+    """The finished stages' results into the repository's figures/, published/ and weights/."""
+    day = time.strftime("%Y-%m-%d")
+    figures = repository / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    for stage, csv_name in (("full", "results.csv"), ("reference", "results_reference.csv")):
+        folder = out / stage
+        if not (folder / ".done").is_file():
+            print(f"publish: {stage} did not finish; nothing of it is published")
+            continue
+        shutil.copy2(folder / "results.csv", figures / csv_name)
+        if stage == "full":
+            shutil.copy2(folder / "runs.csv", figures / "runs.csv")
+        target = repository / "published" / f"{stage}-gpu-{day}"
+        shutil.copytree(folder, target, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("checkpoints", ".partial", "progress.log", ".done"))
+        print(f"publish: {stage} -> {target.relative_to(repository)}")
+    teacher = out / "full" / "checkpoints" / "teacher.pt"
+    if (out / "full" / ".done").is_file() and teacher.is_file() and not smoke:
+        _publish_teacher_if_better(out / "full", repository)
+
+
+def _publish_teacher_if_better(run_dir: Path, repository: Path) -> None:
+    from . import published, results
+    record = [r for r in results.load(run_dir / "results") if r["method"] == "teacher"][-1]
+    current = repository / "weights" / "teacher-tutorial.pt"
+    from .files import load_tensors
+    old = load_tensors(current)["meta"]["accuracy"] if current.is_file() else 0.0
+    if record["metrics"]["accuracy"] > old and record.get("n_test", 0) >= 10000:
+        from . import data
+        splits = data.load(record["source"] if Path(str(record["source"])).exists() else "cifar10")
+        published.publish(run_dir / "checkpoints" / "teacher.pt", record, splits, current,
+                          command="python -m kdlib.gpujob (full stage)")
+        print(f"publish: the full run's teacher ({100 * record['metrics']['accuracy']:.2f}%) replaces "
+              f"weights/teacher-tutorial.pt ({100 * old:.2f}%)")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kdlib.gpujob", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--data", default="cifar10")
+    parser.add_argument("--minutes", type=float, help="run only the stages whose estimates fit in this many minutes")
+    parser.add_argument("--smoke", action="store_true", help="every stage at smoke scale (synthetic data)")
+    parser.add_argument("--repository", type=Path, default=REPOSITORY, help="where publish writes")
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    started, spent = time.perf_counter(), {}
+    # publish always runs again: what the stages finished since is to be published too
+    done = {s for s in STAGES if s != "publish" and (out / s / ".done").is_file()}
+    bench_file = out / "bench" / "bench.json"
+    print(f"kdlib.gpujob: {out}; done already: {sorted(done) or 'nothing'}; estimates (seconds):", flush=True)
+    for stage in plan(args.minutes, None, done, args.smoke):
+        if stage != "bench" and bench_file.is_file() and args.minutes:  # re-plan with this GPU's bench
+            left = args.minutes * 60 - (time.perf_counter() - started)
+            bench = json.loads(bench_file.read_text())
+            if stage != "publish" and estimate(stage, bench, args.smoke) > left:
+                print(f"== {stage}: the bench says it needs about {estimate(stage, bench, args.smoke):.0f} s, "
+                      f"{left:.0f} s are left: skipped", flush=True)
+                continue
+        t0 = time.perf_counter()
+        print(f"== {stage}", flush=True)
+        run_stage(stage, out, args)
+        spent[stage] = time.perf_counter() - t0
+        write_text(out / stage / ".done", f"{spent[stage]:.0f} s\n")
+        print(f"== {stage} done in {spent[stage]:.0f} s", flush=True)
+    summary = {s: (f"{spent[s]:.0f} s" if s in spent else "done earlier" if s in done else "not run")
+               for s in STAGES}
+    write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    print(f"kdlib.gpujob: {time.perf_counter() - started:.0f} s; " + ", ".join(f"{k}: {v}" for k, v in summary.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""kdlib.report: the sentences each notebook ends with follow the numbers."""
+
+import pandas as pd
+
+from kdlib import report
+from test_results import rec
+
+
+def _sweep(values):
+    return pd.DataFrame({"beta": [0.0, 0.0, 250.0, 250.0], "seed": [0, 1, 0, 1],
+                         "val_accuracy": values, "accuracy": [60.0] * 4})
+
+
+def test_a_sweep_ranks_values_only_beyond_seed_noise():
+    clear = report.sweep(_sweep([61.0, 61.2, 64.0, 64.2]), "beta")
+    assert "chooses 250" in clear and "beyond seed noise" in clear
+    noisy = report.sweep(_sweep([61.0, 62.0, 61.5, 62.4]), "beta")
+    assert "chooses 250" in noisy and "does not rank the values firmly" in noisy
+
+
+def test_the_distillation_lesson_says_whether_kd_beats_ce_and_both_controls():
+    ce = [rec("ce", s, a) for s, a in enumerate([0.62, 0.625, 0.63])]
+    kd = [rec("kd", s, a) for s, a in enumerate([0.66, 0.664, 0.67])]
+    untrained = [rec("kd_untrained", s, a, control="untrained") for s, a in enumerate([0.64, 0.641, 0.645])]
+    ls = [rec("ls", s, a) for s, a in enumerate([0.63, 0.632, 0.64])]
+    assert "beats both controls" in report.distillation(ce + kd + untrained + ls)
+    worse = [rec("kd", s, a) for s, a in enumerate([0.62, 0.63, 0.62])]
+    assert "does not beat CE beyond seed noise" in report.distillation(ce + worse + untrained + ls)
