@@ -131,7 +131,8 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
                                 "it holds no kdlib run (no records, no .kdlib-run marker). Give "
                                 "the folder of an earlier run, or start one with --out."))
         if not any((run_dir / "results").glob("*.json")):
-            print(f"--resume {run_dir}: no finished run to reuse there yet; every run will be trained.")
+            print(f"--resume {run_dir}: no finished run to reuse there yet; an interrupted one continues "
+                  "from its last finished epoch, the others are trained.")
     elif not empty and not holds_run(run_dir):
         raise SystemExit(f"kdlib.series: --out {run_dir} already holds other files and no kdlib run. "
                          "Choose a new or empty folder.")

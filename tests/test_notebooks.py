@@ -119,6 +119,7 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for name in series.NOTEBOOKS:
         assert (out / name).is_file(), name
+        assert "Run(model=" not in (out / name).read_text(), f"{name} displays a Run's repr: end the cell with ;"
     figures = {p.name for p in (out / "figures").glob("*.png")}
     assert {"01_teacher_curves.png", "03_temperature.png", "04_grad_at_maps.png",
             "05_act_at_maps.png", "06_accuracy.png", "06_per_class.png", "07_temperature.png",
