@@ -150,7 +150,7 @@ def load(source: str | os.PathLike = "cifar10", root: str | os.PathLike = "data"
     """Load a dataset as `Splits` (see the module docstring for the sources).
 
     root: where torchvision downloads CIFAR-10. n_train, n_test: keep a fixed random sample
-    of each split (handy for quick runs); n_val: hold out a fixed random sample of that many
+    of each split (handy for short runs); n_val: hold out a fixed random sample of that many
     training images as the validation split (`Splits.x_val`). normalization: "data", the per-channel mean and
     std of the whole training split, or "imagenet", ImageNet's (as the reference notebook).
     """

@@ -8,17 +8,25 @@ from kdlib import series
 
 
 def test_overrides_are_parsed_as_literals_and_paths_point_into_the_run(tmp_path):
-    params = series.parameters("quick", [("seeds", "[1, 2]"), ("data", "/some/folder"), ("n_train", "None")],
+    params = series.parameters("course", [("seeds", "[1, 2]"), ("data", "/some/folder"), ("n_train", "None")],
                                tmp_path)
     assert params["seeds"] == [1, 2] and params["data"] == "/some/folder" and params["n_train"] is None
-    assert params["results_dir"] == str(tmp_path / "results") and params["profile"] == "quick"
+    assert params["results_dir"] == str(tmp_path / "results") and params["profile"] == "course"
+
+
+def test_the_courses_published_teacher_is_found_from_anywhere_and_a_typed_path_from_where_it_was_typed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    default = series.parameters("course", [], tmp_path / "run")["teacher_weights"]
+    assert default == str(series.REPOSITORY / "weights" / "teacher-tutorial.pt")  # the profile's, from notebooks/
+    typed = series.parameters("course", [("teacher_weights", "mine.pt")], tmp_path / "run")["teacher_weights"]
+    assert typed == str(tmp_path / "mine.pt")
 
 
 def test_a_relative_data_path_is_taken_from_where_the_command_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the notebooks run in notebooks/, so the path must not stay relative
-    params = series.parameters("quick", [("data", "data/images.tar.gz")], tmp_path / "run")
+    params = series.parameters("course", [("data", "data/images.tar.gz")], tmp_path / "run")
     assert params["data"] == str(tmp_path / "data" / "images.tar.gz")
-    assert series.parameters("quick", [], tmp_path / "run")["data"] == "cifar10"
+    assert series.parameters("course", [], tmp_path / "run")["data"] == "cifar10"
 
 
 def test_unknown_parameter_is_refused_with_the_known_ones(tmp_path):
@@ -27,7 +35,7 @@ def test_unknown_parameter_is_refused_with_the_known_ones(tmp_path):
 
 
 def test_an_unusable_data_source_fails_before_any_notebook(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "quick", "--out",
+    done = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "course", "--out",
                            str(tmp_path / "run"), "-p", "data", str(tmp_path / "missing")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
