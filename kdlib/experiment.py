@@ -66,8 +66,8 @@ def needed(method: str, splits: Splits, cfg: Config, seeds, teacher=None, result
     """Another notebook's runs that this one compares against: taken from the run folder when
     they are there with exactly these settings, data, teacher and code, trained here (saying
     so) when they are not, so that every notebook runs on its own."""
-    missing = [seed for seed in seeds if not recorded_accuracies(
-        results_dir, options.get("name", method), splits, cfg, [seed], teacher)]
+    found = recorded_accuracies(results_dir, options.get("name", method), splits, cfg, seeds, teacher)
+    missing = [seed for seed in seeds if seed not in found]
     if missing:
         print(f"{options.get('name', method)}: no finished run for seed(s) {missing} in this run folder "
               "(its notebook has not run here): training it now, with this notebook's parameters.")

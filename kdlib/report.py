@@ -38,7 +38,7 @@ def _pair(records, method, baseline):
 
 def teacher(run) -> str:
     """01: the teacher's accuracy, its best and worst classes, its calibration."""
-    metrics, classes = run.metrics, None
+    metrics = run.metrics
     per_class = metrics.get("per_class_accuracy", [])
     lines = [f"The teacher classifies {100 * metrics['accuracy']:.2f}% of the test images correctly."]
     if per_class:
