@@ -1,9 +1,11 @@
 """kdlib: knowledge distillation on CIFAR-10, from the PyTorch KD tutorial's models to a
-fair, fast benchmark. Modules: models, data, losses, methods, config (what decides a run),
+fair, fast benchmark. Modules: models, data, losses, methods (each way to train the student,
+declared once), config (a run's settings), identity (what a run is, and every key from it),
 targets (the teacher's outputs, once), members (seeds stacked into one network), train (the
-engine), checkpoints, results, plots, experiment, profiles (the series' parameters), checks
-(every setting's rule), files (atomic writes, safe loads), published (the teacher in
-weights/), series (python -m kdlib.series), bench (python -m kdlib.bench).
+engine), evaluation (a trained model's metrics), checkpoints, results, plots, experiment,
+profiles (the series' parameters), checks (every setting's rule), files (atomic writes, safe
+loads), published (the teacher in weights/), series (python -m kdlib.series), bench (python -m
+kdlib.bench), gpujob (python -m kdlib.gpujob).
 
 `import kdlib` loads torch and the engine only: the modules that need pandas, seaborn or
 matplotlib (results, plots, experiment, published) load when first used, and nothing changes a
@@ -16,9 +18,12 @@ from .checks import ParameterError
 from .data import DataError, Splits, load
 from .methods import METHODS
 from .models import DeepNN, LightNN, build, count_parameters, forward_features
-from . import checks, files, methods
-from .train import (CheckpointError, Config, Run, evaluate, fit, fit_together, load_checkpoint,
-                    save_checkpoint, teacher_targets)
+from . import checks, files, identity, methods
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .config import Config
+from .targets import teacher_targets
+from .evaluation import evaluate
+from .train import Run, fit, fit_together
 
 __version__ = "0.1.0"
 _LAZY = {"experiment", "plots", "results", "report", "published", "profiles", "series", "bench"}

@@ -39,7 +39,10 @@ from .files import write_text
 from .losses import activation_attention, attention_loss, gradient_attention, kd_loss
 from .methods import METHODS
 from .models import build, forward_features
-from .train import Config, fit_together, load_checkpoint, resolve_device, teacher_targets
+from .checkpoints import load_checkpoint
+from .config import Config, resolve_device
+from .targets import teacher_targets
+from .train import fit_together
 
 WORKLOADS = ["teacher CE", "student CE", "student KD", "student act AT", "student grad AT"]
 METHOD_OF = {"teacher CE": "ce", "student CE": "ce", "student KD": "kd",

@@ -55,7 +55,7 @@ _KD_WEIGHT = _number(lambda v: 0 <= v <= 1, "a number from 0 to 1")
 _BETA = _number(lambda v: v >= 0, "a number >= 0")
 
 RULES: dict[str, tuple[Callable, str]] = {
-    # kdlib.train.Config
+    # kdlib.Config
     "epochs": _EPOCHS,
     "batch_size": _int_at_least(1),
     "lr": _number(lambda v: v > 0, "a number > 0"),
@@ -67,6 +67,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "temperature": _TEMPERATURE,
     "kd_weight": _KD_WEIGHT,
     "beta": _BETA,
+    "feature_weight": _number(lambda v: 0 <= v <= 1, "a number from 0 to 1"),
     "smoothing": _number(lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1"),
     "seed": _SEED,
     "device": _TEXT,
@@ -92,12 +93,18 @@ RULES: dict[str, tuple[Callable, str]] = {
     "temperatures": _list_of(_TEMPERATURE, "numbers > 0", "[1.0, 4.0]"),
     "kd_weights": _list_of(_KD_WEIGHT, "numbers from 0 to 1", "[0.25, 0.5]"),
     "betas": _list_of(_BETA, "numbers >= 0", "[0.0, 250.0]"),
-    "beta_method": _one_of("grad_at", "act_at", "kd_grad_at"),
+    "beta_method": ((lambda v: v in _beta_methods()), "a method with an attention term weighted by beta "
+                    "(kdlib.methods: 'grad_at', 'act_at' or 'kd_grad_at')"),
     "reuse": _BOOL,
     "results_dir": _TEXT,
     "checkpoint_dir": _TEXT,
     "figures_dir": _TEXT,
 }
+
+
+def _beta_methods() -> list[str]:
+    from .methods import METHODS  # on first use only: checks load with no model code
+    return [m.name for m in METHODS.values() if "beta" in m.knobs]
 
 
 def problems(values: dict) -> list[str]:

@@ -1,5 +1,5 @@
-"""What decides a run, and where and how it runs: the `Config` of every training run, the
-device and arithmetic it resolves to, and the code version stored with its results."""
+"""What decides a run, and where and how it runs: the `Config` of every training run and the
+device and arithmetic it resolves to (`kdlib.identity` says what identifies a run)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,10 @@ import os
 from contextlib import nullcontext
 from functools import lru_cache
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
 from . import checks
-from .files import source_digest
-
-CODE_VERSION = source_digest(*(Path(__file__).with_name(f"{m}.py") for m in (
-    "config", "data", "losses", "members", "methods", "models", "targets", "train")))
 
 
 @dataclass
@@ -33,6 +28,7 @@ class Config:
     temperature: float = 4.0      # KD temperature T
     kd_weight: float = 0.5        # a: weight of the KD term; CE gets 1 - a
     beta: float = 250.0           # weight of the attention term, summed over both stages
+    feature_weight: float = 0.25  # w: weight of the feature methods' term; CE gets 1 - w (the tutorial's)
     smoothing: float = 0.1        # label smoothing of the "ls" control
     seed: int = 0
     device: str = "auto"          # "auto", "cpu", "cuda", ...
@@ -43,7 +39,7 @@ class Config:
     family: str = "tutorial"      # the teacher/student pair: "tutorial" or "reference" (kdlib.models)
 
     def __post_init__(self):
-        checks.check(asdict(self), where="kdlib.train.Config")
+        checks.check(asdict(self), where="kdlib.Config")
 
     @property
     def fixed_views(self) -> bool:
@@ -92,16 +88,6 @@ def autocast(device: torch.device, amp: str = "auto"):
     if precision(device, amp) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-def run_identity(cfg: Config) -> dict:
-    """What decides a run's result beyond its data and teacher: its settings (without the
-    display-only `progress`, and with the device and precision actually used instead of
-    "auto") and the code version."""
-    device = resolve_device(cfg.device)
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "device", "amp")}
-    return {"settings": settings, "device_type": device.type,
-            "precision": precision(device, cfg.amp), "code": CODE_VERSION}
 
 
 def describe_device(device: torch.device) -> str:

@@ -270,7 +270,8 @@ def _load_image_folder(root: Path, origin: Path | None = None) -> Splits:
     listing = "\n".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
                         for per_class in files.values() for paths in per_class.values()
                         for p in paths)
-    key = hashlib.sha1(f"{root.resolve()}\n{listing}".encode()).hexdigest()[:12]
+    from .identity import DATA_CODE_VERSION  # decoded by this code: a fixed decoder decodes again
+    key = hashlib.sha1(f"{root.resolve()}\n{listing}\n{DATA_CODE_VERSION}".encode()).hexdigest()[:12]
     cached = cache_dir() / "decoded" / f"{root.resolve().name}-{key}.pt"
     source = f"ImageFolder {where.name}"
     if cached.is_file():
@@ -430,3 +431,10 @@ def augment(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
     # (N, H, W, C) viewed as (N, C, H, W) is exactly channels_last: no copy needed.
     return out.permute(0, 3, 1, 2)
+
+
+def view_batch(splits: Splits, index: torch.Tensor, views: torch.Tensor, augmented: bool, device) -> torch.Tensor:
+    """Training images `index` in the given views, normalized (and, when `augmented`, cropped
+    and flipped) on `device`: every training batch, the student's and the teacher's."""
+    x = normalize(splits.x_train[index].to(device, non_blocking=True), splits.mean, splits.std)
+    return augment(x, views.to(device)) if augmented else x

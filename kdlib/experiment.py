@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import checks, published, results
+from . import checks, identity, published, results
+from .checkpoints import load_checkpoint, save_checkpoint
+from .config import Config, describe_device, resolve_device
 from .data import Splits
+from .files import weights_digest
 from .methods import get as get_method
 from .models import build, student_architecture, teacher_architecture
-from .train import (Config, Run, describe_device, evaluate, fit, fit_together, load_checkpoint,
-                    resolve_device, run_identity, save_checkpoint, teacher_targets, weights_digest)
+from .targets import teacher_targets
+from .evaluation import evaluate
+from .train import Run, fit, fit_together
 
 TEACHER_FILE = "teacher.pt"
 
@@ -66,7 +70,7 @@ def needed(method: str, splits: Splits, cfg: Config, seeds, teacher=None, result
     """Another notebook's runs that this one compares against: taken from the run folder when
     they are there with exactly these settings, data, teacher and code, trained here (saying
     so) when they are not, so that every notebook runs on its own."""
-    found = recorded_accuracies(results_dir, options.get("name", method), splits, cfg, seeds, teacher)
+    found = recorded_accuracies(results_dir, options.get("name", method), splits, cfg, seeds, teacher, recipe=method)
     missing = [seed for seed in seeds if seed not in found]
     if missing:
         print(f"{options.get('name', method)}: no finished run for seed(s) {missing} in this run folder "
@@ -86,7 +90,7 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
     path = teacher_path(checkpoint_dir) if checkpoint_dir is not None else None
     if weights is not None:
         run = _published_teacher(weights, splits, cfg)
-        _keep(run, "teacher", splits, None, path, results_dir, {**meta, "published": str(weights)})
+        _keep(run, "teacher", splits, None, path, results_dir, {**meta, "published": str(weights)}, recipe="ce")
         print(f"teacher: the published {Path(weights).name}, test accuracy {100 * run.accuracy:.2f}% "
               f"on this data ({100 * run.model.checkpoint_meta['accuracy']:.2f}% when it was published)")
         return run
@@ -95,11 +99,11 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
     # epochs) do not. The students' view table stays as `cfg.views` says.
     cfg = replace(cfg, views=0)
     architecture = teacher_architecture(cfg.family)
-    run = _finished_run("teacher", architecture, splits, cfg, results_dir, path) if reuse else None
+    run = _finished_run("teacher", architecture, splits, cfg, results_dir, path, recipe="ce") if reuse else None
     if run is None:
         run = fit(build(architecture, splits.num_classes, seed=cfg.seed), splits, "ce", cfg=cfg,
                   state=_state_file(path, reuse), label="teacher")
-        _keep(run, "teacher", splits, None, path, results_dir, {"fresh_views": True, **meta})
+        _keep(run, "teacher", splits, None, path, results_dir, {"fresh_views": True, **meta}, recipe="ce")
     print(f"teacher: test accuracy {100 * run.accuracy:.2f}% ({run.seconds:.0f} s, {run.device})")
     return run
 
@@ -112,7 +116,7 @@ def _published_teacher(weights, splits: Splits, cfg: Config) -> Run:
     recipe = Config(**{**own, "device": cfg.device, "amp": cfg.amp, "progress": cfg.progress})
     return Run(model=teacher, method="ce", config=recipe, history=stored["history"],
                metrics=evaluate(teacher, splits, cfg=cfg), seconds=0.0,
-               device=describe_device(resolve_device(cfg.device)), source=splits.source)
+               device=describe_device(resolve_device(cfg.device)), source=splits.source, group=[recipe.seed])
 
 
 def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
@@ -145,24 +149,25 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     def checkpoint(seed):
         return Path(checkpoint_dir) / f"student-{name}{tag}-seed{seed}.pt" if checkpoint_dir is not None else None
 
+    # Seeds train in groups of `together`, decided before reuse: a group's seeds share one
+    # stream of dropout masks, so a finished group is taken whole or trained whole.
+    groups = [seeds[i:i + together] for i in range(0, len(seeds), together)]
     done = {}
-    if reuse:
-        for seed in seeds:
-            run = _finished_run(name, architecture, splits, replace(cfg, seed=seed), results_dir,
-                                checkpoint(seed), teacher)
-            if run is not None:
-                done[seed] = run
+    for group in groups if reuse else []:
+        found = {seed: _finished_run(name, architecture, splits, replace(cfg, seed=seed), results_dir,
+                                     checkpoint(seed), teacher, method, group) for seed in group}
+        if all(found.values()):
+            done.update(found)
     reused = set(done)
-    pending = [seed for seed in seeds if seed not in done]
+    pending = [group for group in groups if group[0] not in done]
     needs = get_method(method).needs
     targets = teacher_targets(teacher, splits, cfg, needs=needs) if pending and needs and cfg.fixed_views else None
-    for start in range(0, len(pending), together):
-        group = pending[start:start + together]
+    for group in pending:
         students = [build(architecture, splits.num_classes, seed=seed) for seed in group]
         state = _state_file(checkpoint(group[0]), reuse, "+".join(map(str, group)) if len(group) > 1 else "")
         for run in fit_together(students, splits, method, teacher, cfg, group, targets, state,
                                 label=f"{name}{tag} seed {'+'.join(map(str, group))}"):
-            _keep(run, name, splits, teacher, checkpoint(run.config.seed), results_dir, {"recipe": method, **meta})
+            _keep(run, name, splits, teacher, checkpoint(run.config.seed), results_dir, meta, recipe=method)
             done[run.config.seed] = run
     runs = [done[seed] for seed in seeds]
     for run in runs:
@@ -192,19 +197,10 @@ def untrained_teacher(splits: Splits, cfg: Config):
     return build(teacher_architecture(cfg.family), splits.num_classes, seed=1).eval()
 
 
-def identity(splits: Splits, cfg: Config, teacher=None) -> dict:
-    """Everything a run's result depends on: settings, device type, precision, code version,
-    the data's content and size, and the teacher's weights. Stored in records and
-    checkpoints; reuse and tables compare it."""
-    return {**run_identity(cfg), "source": splits.source, "data": splits.fingerprint,
-            "n_train": len(splits.y_train), "n_test": len(splits.y_test),
-            "teacher": None if teacher is None else weights_digest(teacher)}
-
-
-def _keep(run: Run, name: str, splits: Splits, teacher, path, results_dir, meta: dict) -> None:
-    """Save a finished run: checkpoint first, then record (a record with no checkpoint is
-    never taken as finished)."""
-    ident = identity(splits, run.config, teacher)
+def _keep(run: Run, name: str, splits: Splits, teacher, path, results_dir, meta: dict, recipe: str) -> None:
+    """Save a finished run with its identity (`kdlib.identity`): checkpoint first, then record
+    (a record with no checkpoint is never taken as finished)."""
+    ident = identity.of(run.config, splits, teacher, recipe, run.group)
     if path is not None:
         save_checkpoint(run.model, path, method=name, seed=run.config.seed, accuracy=run.accuracy,
                         **ident, **meta)
@@ -214,41 +210,42 @@ def _keep(run: Run, name: str, splits: Splits, teacher, path, results_dir, meta:
 
 
 def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, results_dir,
-                  path, teacher=None) -> Run | None:
-    """The recorded run `name` with exactly these settings, data, teacher and code, rebuilt
-    from its record and checkpoint; None when there is none (then the caller trains)."""
+                  path, teacher=None, recipe: str | None = None, group=None, any_group: bool = False) -> Run | None:
+    """The recorded run `name` with exactly this identity (settings, data, teacher, recipe,
+    code, device type, precision and seeds trained together: `group`, or any with
+    `any_group`), rebuilt from its record and checkpoint; None when there is none (then the
+    caller trains)."""
     if results_dir is None or path is None or not Path(path).is_file():
         return None
-    wanted = identity(splits, cfg, teacher)
+    wanted = identity.of(cfg, splits, teacher, recipe or name, group)
+    if any_group:
+        del wanted["group"]
     model = load_checkpoint(path, num_classes=splits.num_classes)
-    if type(model).__name__ != architecture or not _matches(model.checkpoint_meta, wanted):
+    if type(model).__name__ != architecture or not identity.matches(model.checkpoint_meta, wanted):
         return None
     weights = weights_digest(model)
     for rec in reversed(results.load(results_dir)):
-        if rec["method"] == name and rec.get("weights") == weights and _matches(rec, wanted):
+        if rec["method"] == name and rec.get("weights") == weights and identity.matches(rec, wanted):
             return Run(model=model.eval(), method=rec["method"], config=cfg, history=rec["history"],
                        metrics=rec["metrics"], seconds=rec["seconds"], device=rec["device"],
-                       source=rec["source"], together=rec.get("together", 1))
+                       source=rec["source"], group=rec.get("group", [cfg.seed]))
     return None
 
 
 def recorded_accuracies(results_dir, method: str, splits: Splits, cfg: Config, seeds,
-                        teacher=None) -> dict[int, float]:
+                        teacher=None, recipe: str | None = None) -> dict[int, float]:
     """Test accuracy (%) by seed of the recorded runs of `method` with exactly these settings
-    (the seed aside), data, teacher and code; seeds without such a run are absent."""
+    (the seed aside), data, teacher, recipe and code, trained in any group; seeds without
+    such a run are absent."""
     records = results.load(results_dir)
     found = {}
     for seed in seeds:
-        wanted = identity(splits, replace(cfg, seed=seed), teacher)
+        wanted = identity.of(replace(cfg, seed=seed), splits, teacher, recipe or method)
+        del wanted["group"]
         for rec in records:
-            if rec["method"] == method and _matches(rec, wanted):
+            if rec["method"] == method and identity.matches(rec, wanted):
                 found[seed] = 100 * rec["metrics"]["accuracy"]
     return found
-
-
-def _matches(saved: dict, wanted: dict) -> bool:
-    """Whether a record or checkpoint's stored identity is exactly `wanted`."""
-    return all(saved.get(k) == v for k, v in wanted.items())
 
 
 def load_student(checkpoint_dir, method: str, seed: int, splits: Splits, family: str = "tutorial"):
@@ -274,7 +271,7 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
     is that run, taken from there instead of trained again.
     """
     if parameter not in {f.name for f in fields(Config)}:
-        raise ValueError(f"Cannot sweep {parameter!r}: not a kdlib.train.Config field.")
+        raise ValueError(f"Cannot sweep {parameter!r}: not a kdlib.Config field.")
     rows = []
     for value in values:
         print(f"{parameter} = {value}")
@@ -282,8 +279,10 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
         found = {}
         if main is not None:
             for seed in seeds:
+                # Trained in any group: the main run is a fair draw of this point, grouped or not.
                 run = _finished_run(method, student_architecture(cfg.family), splits, replace(point, seed=seed),
-                                    main[0], Path(main[1]) / f"student-{method}-seed{seed}.pt", teacher)
+                                    main[0], Path(main[1]) / f"student-{method}-seed{seed}.pt", teacher,
+                                    any_group=True)
                 if run is not None:
                     found[seed] = run
                     print(f"{method} seed {seed}, {parameter} = {value:g}: the main run (student-{method}-seed{seed}.pt), "

@@ -61,11 +61,19 @@ def load_tensors(path: str | os.PathLike):
 
 
 def digest(*tensors: torch.Tensor) -> str:
-    """A short content hash of tensors (their bytes): names caches, identifies weights and data."""
+    """A short content hash of tensors: their dtype, shape and bytes (the same bytes read as
+    another type or shape are other content). Names caches, identifies weights and data."""
     h = hashlib.sha1()
     for tensor in tensors:
+        h.update(f"{tensor.dtype} {tuple(tensor.shape)};".encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """The identity of a model's weights and buffers (what records call its "teacher" or
+    "weights"); a compiled model's are its original module's."""
+    return digest(*getattr(model, "_orig_mod", model).state_dict().values())
 
 
 def digest_text(*values) -> str:

@@ -39,14 +39,14 @@ import time
 from pathlib import Path
 
 from .files import write_text
+from .methods import METHODS
 
 STAGES = ["bench", "full", "reference", "publish"]
 REPOSITORY = Path(__file__).resolve().parent.parent
 H100_RUNS = REPOSITORY / "published" / "full-h100-2026-11-25" / "runs.csv"
-# Runs per profile beyond those of the 2026-11-25 run (which had no controls and no sweeps):
-# the series trains a teacher, 7 student methods x 3 seeds and 9 sweep runs (full), a tenth
-# of the epochs' worth for the reference profile's 10-epoch, no-augmentation recipe.
-STUDENT_RUNS = {"full": 21 + 9, "reference": 21 + 9}
+# Student runs per profile (the 2026-11-25 run had no controls, feature methods or sweeps):
+# every method of kdlib.methods (controls included) x 3 seeds, and 9 sweep runs.
+STUDENT_RUNS = {"full": 3 * len(METHODS) + 9, "reference": 3 * len(METHODS) + 9}
 EPOCHS = {"full": (30, 30), "reference": (10, 10)}  # teacher, students
 
 

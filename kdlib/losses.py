@@ -95,6 +95,31 @@ def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor,
     return _reduce((student_map - teacher_map).pow(2).mean(1) * both, reduction)
 
 
+def hidden_cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
+                       reduction: str = "mean") -> torch.Tensor:
+    r"""The PyTorch KD tutorial's cosine loss on hidden representations: one minus the cosine
+    of the student's flattened feature map :math:`h_s` (N, D) and the teacher's :math:`h_t`
+    (N, D') average-pooled to D values (the tutorial pools 2,048 to 1,024 by pairs),
+
+    .. math:: 1 - \frac{h_s \cdot \mathrm{pool}(h_t)}{\|h_s\|\,\|\mathrm{pool}(h_t)\|}
+
+    (torch's CosineEmbeddingLoss with target 1, per sample)."""
+    student_hidden = _at_least_float32(student_hidden.flatten(1))
+    pooled = F.adaptive_avg_pool1d(teacher_hidden.flatten(1).unsqueeze(1).to(student_hidden.dtype),
+                                   student_hidden.shape[1]).squeeze(1)
+    return _reduce(1 - F.cosine_similarity(student_hidden, pooled, dim=1), reduction)
+
+
+def feature_mse(mapped: torch.Tensor, teacher_features: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    r"""The tutorial's regressor loss (FitNets' hint loss, Romero et al. 2015): the mean squared
+    difference of the student's feature map mapped onto the teacher's shape by a trainable
+    regressor, :math:`r(A_s)`, and the teacher's feature map :math:`A_t` (N, C, H, W),
+    :math:`\tfrac{1}{CHW}\sum (r(A_s) - A_t)^2` per sample."""
+    mapped = _at_least_float32(mapped)
+    return _reduce((mapped - teacher_features.reshape(mapped.shape).to(mapped.dtype)).pow(2).flatten(1).mean(1),
+                   reduction)
+
+
 def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', not {reduction!r}.")

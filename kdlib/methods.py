@@ -1,23 +1,32 @@
-"""The five ways to train the student, each a loss recipe for the one training engine.
+"""The ways to train the student, each declared once: its loss recipe for the one training
+engine, and everything tables, plots and reports say about it.
 
 The engine runs the student (with its stage outputs when a recipe says `features`); a recipe
 takes that `Batch` (images, labels, logits, stages, the teacher's targets for exactly these
-images) and the config, and returns its named, already weighted loss terms *per sample*; the
-engine averages each over the batch and sums the terms. (Per sample, so that models trained
-together, `kdlib.members`, each get the mean over their own samples.) `needs` says which
-teacher targets the engine must provide; `knobs` which Config fields the recipe reads beyond
-the shared recipe (results compare runs on everything else). `apply` runs one model through a
-recipe, for the notebooks and tests:
+images, and the method's own trainable `head` if it has one) and the config, and returns its
+named, already weighted loss terms *per sample*; the engine averages each over the batch and
+sums the terms. (Per sample, so that models trained together, `kdlib.members`, each get the
+mean over their own samples.)
 
     ce          CE(s, y)
     kd          (1 - a) CE(s, y) + a T^2 KL(softmax(t/T) || softmax(s/T))      (Hinton 2015)
+    kd_untrained  kd from an untrained teacher: a control (what the reference table measured)
+    ls          CE with label smoothing e: a control, soft targets with no teacher  (Szegedy 2016)
     grad_at     CE(s, y) + b sum_stages mean_n mean_j (G_s - G_t)^2   gradient (saliency) attention
     act_at      CE(s, y) + b sum_stages mean_n mean_j (Q_s - Q_t)^2   squared-activation attention (Zagoruyko 2017)
     kd_grad_at  kd + b sum_stages mean_n mean_j (G_s - G_t)^2
-    ls          CE with label smoothing e: a control, soft targets with no teacher  (Szegedy 2016)
+    cosine      (1 - w) CE(s, y) + w (1 - cos(h_s, pool(h_t)))        the PyTorch KD tutorial's hidden-representation loss
+    regressor   (1 - w) CE(s, y) + w mean (r(A_s) - A_t)^2            the tutorial's regressor (FitNets' hint, Romero 2015)
 
-with a = cfg.kd_weight, T = cfg.temperature, b = cfg.beta, e = cfg.smoothing; Q and G are the normalized maps
-of `kdlib.losses`, compared per sample and position (j) and averaged over the batch (n).
+with a = cfg.kd_weight, T = cfg.temperature, b = cfg.beta, e = cfg.smoothing, w = cfg.feature_weight;
+Q and G are the normalized maps of `kdlib.losses`, compared per sample and position (j) and
+averaged over the batch (n); h, A are the student's last feature map (what its classifier
+reads) and the teacher's of the same spatial size (`models.hint_stage`); r is a trainable 3x3
+convolution from the student's channels to the teacher's, trained with the student and
+dropped after (the student keeps its size).
+
+A new method is one more `Method` in METHODS: its table row, plot label, order (the list's),
+the maps it transfers and its published numbers come from there.
 """
 
 from __future__ import annotations
@@ -27,9 +36,11 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .losses import activation_attention, attention_loss, gradient_attention, kd_loss
-from .models import forward_features
+from .losses import (activation_attention, attention_loss, feature_mse, gradient_attention,
+                     hidden_cosine_loss, kd_loss)
+from .models import forward_features, hint_stage, stage_shapes, student_architecture, teacher_architecture
 
 
 @dataclass
@@ -41,17 +52,27 @@ class Batch:
     logits: torch.Tensor               # the student's logits for x
     stages: list[torch.Tensor] = field(default_factory=list)  # its stage outputs (`features` recipes)
     targets: dict = field(default_factory=dict)               # the teacher's, for exactly these views
+    head: Callable | None = None       # the method's own trainable module (`Method.head`), if any
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
     title: str
-    needs: tuple[str, ...]  # teacher targets: "logits", "act" and/or "grad"
+    needs: tuple[str, ...]  # teacher targets: "logits", "act", "grad" and/or "feat"
     loss: Callable          # (Batch, Config) -> {term: per-sample loss}
-    knobs: tuple[str, ...] = ()  # the Config fields only this recipe reads
+    knobs: tuple[str, ...] = ()  # the Config fields only this recipe reads (tables compare the rest)
     features: bool = False  # whether the loss reads the student's stage outputs
+    label: str = ""         # its name in figures
+    transfers: str = ""     # the kind of attention map it matches to the teacher's ("act", "grad")
+    head: Callable | None = None  # (Config, seed) -> a module trained with the student, then dropped
+    control: str = ""       # what a control run changes (its teacher, or no teacher at all)
+    reference: float | None = None   # the reference notebook's accuracy for this row (%)
+    reference_untrained: bool = False  # that number came from an untrained teacher
+    tutorial: float | None = None    # the PyTorch KD tutorial's accuracy for this row (%)
 
+
+# ------------------------------------------------------------------------------ recipes
 
 def _ce(batch, cfg):
     return {"ce": F.cross_entropy(batch.logits, batch.y, reduction="none")}
@@ -100,17 +121,51 @@ def _kd_grad_at(batch, cfg):
     return {**_kd(batch, cfg), "at": _attention_term(_student_gradient_maps(batch), batch.targets["grad"], cfg)}
 
 
-METHODS = {m.name: m for m in [
-    Method("ce", "cross-entropy only", (), _ce),
-    Method("kd", "KD (soft targets)", ("logits",), _kd, ("temperature", "kd_weight")),
-    Method("grad_at", "gradient attention", ("grad",), _grad_at, ("beta",), features=True),
-    Method("act_at", "squared-activation attention", ("act",), _act_at, ("beta",), features=True),
-    Method("kd_grad_at", "KD + gradient attention", ("logits", "grad"), _kd_grad_at,
-           ("temperature", "kd_weight", "beta"), features=True),
-    Method("ls", "label smoothing (control)", (), _label_smoothing, ("smoothing",)),
+def _with_feature_term(batch, cfg, term):
+    w = cfg.feature_weight
+    return {"ce": (1 - w) * _ce(batch, cfg)["ce"], "feat": w * term}
+
+
+def _cosine(batch, cfg):
+    return _with_feature_term(batch, cfg, hidden_cosine_loss(batch.stages[-1], batch.targets["feat"], reduction="none"))
+
+
+def _regressor(batch, cfg):
+    mapped = batch.head(batch.stages[-1])
+    return _with_feature_term(batch, cfg, feature_mse(mapped, batch.targets["feat"], reduction="none"))
+
+
+def regressor_head(cfg, seed: int) -> nn.Module:
+    """The tutorial's regressor: a 3x3 convolution from the student's last stage's channels to
+    the channels of the teacher's stage of the same size (16 -> 32 in the tutorial family),
+    its weights drawn from `seed`."""
+    channels_in = stage_shapes(student_architecture(cfg.family))[-1][0]
+    channels_out = stage_shapes(teacher_architecture(cfg.family))[hint_stage(cfg.family)][0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Conv2d(channels_in, channels_out, kernel_size=3, padding=1)
+
+
+_KD_KNOBS = ("temperature", "kd_weight")
+METHODS = {m.name: m for m in [  # in the order of every table and figure
+    Method("ce", "cross-entropy only", (), _ce, label="CE", reference=72.35, tutorial=69.86),
+    Method("kd", "KD (soft targets)", ("logits",), _kd, _KD_KNOBS, label="KD", tutorial=70.80),
+    Method("kd_untrained", "KD from an untrained teacher (control)", ("logits",), _kd, _KD_KNOBS,
+           label="KD from\nuntrained", control="an untrained teacher", reference=74.54, reference_untrained=True),
+    Method("ls", "label smoothing (control)", (), _label_smoothing, ("smoothing",), label="label\nsmoothing",
+           control="no teacher: soft targets alone"),
+    Method("grad_at", "gradient attention", ("grad",), _grad_at, ("beta",), features=True, label="grad AT",
+           transfers="grad", reference=72.50, reference_untrained=True),
+    Method("act_at", "squared-activation attention", ("act",), _act_at, ("beta",), features=True, label="act AT",
+           transfers="act", reference=72.69, reference_untrained=True),
+    Method("kd_grad_at", "KD + gradient attention", ("logits", "grad"), _kd_grad_at, (*_KD_KNOBS, "beta"),
+           features=True, label="KD + grad AT", transfers="grad", reference=73.29, reference_untrained=True),
+    Method("cosine", "cosine loss on the hidden representation", ("feat",), _cosine, ("feature_weight",),
+           features=True, label="cosine\nhidden", tutorial=71.50),
+    Method("regressor", "regressor + MSE on feature maps", ("feat",), _regressor, ("feature_weight",),
+           features=True, label="regressor\nMSE", head=regressor_head, tutorial=70.82),
 ]}
-
-
+ORDER = ["teacher", *METHODS]  # the teacher's row first
 KNOBS = sorted({k for m in METHODS.values() for k in m.knobs})
 
 
@@ -122,12 +177,20 @@ def get(name: str | Method) -> Method:
     return METHODS[name]
 
 
-def apply(method: str | Method, model, x: torch.Tensor, y: torch.Tensor, targets: dict, cfg):
-    """One model through a recipe: its logits and the batch-mean of each loss term."""
+def label(name: str) -> str:
+    """How figures name a row: the method's label, "teacher", or the name itself."""
+    return METHODS[name].label if name in METHODS else name
+
+
+def apply(method: str | Method, model, x: torch.Tensor, y: torch.Tensor, targets: dict, cfg, head=None):
+    """One model through a recipe: its logits and the batch-mean of each loss term. `head`: the
+    method's own module (`Method.head`), built from cfg.seed when not given."""
     recipe = get(method)
     if recipe.features:
         logits, stages = forward_features(model, x)
     else:
         logits, stages = model(x), []
-    terms = recipe.loss(Batch(x, y, logits, stages, targets), cfg)
+    if recipe.head is not None and head is None:
+        head = recipe.head(cfg, cfg.seed).to(x.device)
+    terms = recipe.loss(Batch(x, y, logits, stages, targets, head), cfg)
     return logits, {name: value.mean() for name, value in terms.items()}

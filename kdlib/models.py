@@ -21,6 +21,7 @@ Sequential: no second copy of a model class.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -149,6 +150,25 @@ def forward_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, l
         if isinstance(layer, nn.MaxPool2d):
             stages.append(x)
     return model.classifier(torch.flatten(x, 1)), stages
+
+
+@lru_cache(maxsize=None)
+def stage_shapes(name: str) -> tuple[tuple[int, int, int], ...]:
+    """(channels, height, width) of each stage output of architecture `name` for a 32x32 image.
+    (The probe model's weights come from a seed of their own: asking never moves torch's
+    global random stream, which a run's dropout masks are drawn from.)"""
+    with torch.no_grad():
+        _, stages = forward_features(build(name, seed=0).eval(), torch.zeros(1, 3, 32, 32))
+    return tuple(tuple(stage.shape[1:]) for stage in stages)
+
+
+def hint_stage(family: str = "tutorial") -> int:
+    """Which of the teacher's stages the feature methods match with the student's last stage
+    (the hidden representation its classifier reads): the one of the same spatial size,
+    8x8 in both families (the tutorial's DeepNN: its last, 32x8x8; the reference's: 128x8x8)."""
+    student = stage_shapes(student_architecture(family))[-1]
+    teacher = stage_shapes(teacher_architecture(family))
+    return next(i for i, shape in enumerate(teacher) if shape[1:] == student[1:])
 
 
 def segments(model: nn.Module) -> list[nn.Module]:

@@ -14,15 +14,14 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from .results import ORDER, REFERENCE, REFERENCE_UNTRAINED
+from .methods import label
+from .results import REFERENCE_UNTRAINED
 
 DPI = 80  # every figure's own (not a global setting): notebooks carrying their outputs stay small
 MIN_FONT = 8  # no text smaller than this
 # Maps are drawn at their true resolution (16x16, 8x8 cells): honest about what the loss
 # compares, and blocky images compress ~5x better as PNG than smooth ones at this DPI.
 INTERPOLATION = "nearest"
-LABELS = {"teacher": "teacher", "ce": "CE", "kd": "KD", "kd_untrained": "KD from\nuntrained",
-          "ls": "label\nsmoothing", "grad_at": "grad AT", "act_at": "act AT", "kd_grad_at": "KD + grad AT"}
 
 
 def _figure(*grid, **options):
@@ -61,10 +60,11 @@ def curves(histories: dict[str, list[dict]], title: str = "") -> plt.Figure:
 
 
 def accuracy_bars(table, title: str | None = None) -> plt.Figure:
-    """Bars of mean accuracy with std error bars (none for one seed), the reference numbers as
-    markers. The axis starts at 0, so that bar lengths compare honestly; the paired
-    differences table, not this picture, says whether a gap is larger than seed noise."""
-    from .results import REFERENCE_SOURCE
+    """Bars of mean accuracy with std error bars (none for one seed), the reference notebook's
+    and the PyTorch tutorial's numbers as markers. The axis starts at 0, so that bar lengths
+    compare honestly; the paired differences table, not this picture, says whether a gap is
+    larger than seed noise."""
+    from .results import REFERENCE_SOURCE, TUTORIAL_SOURCE
 
     fig, ax = _figure(figsize=(max(8, 1.3 * len(table)), 4.2))  # room for every label
     x = np.arange(len(table))
@@ -75,17 +75,21 @@ def accuracy_bars(table, title: str | None = None) -> plt.Figure:
                label="reference (one run; see note)")
     ax.scatter(x[untrained], table["reference"][untrained], marker="_", s=600, color="gray", zorder=3,
                linestyle="--", label="reference, from an untrained teacher")
+    if "tutorial" in table and table["tutorial"].notna().any():
+        ax.scatter(x, table["tutorial"], marker="x", s=70, color="firebrick", zorder=3,
+                   label="PyTorch tutorial (one run; see note)")
     for xi, m in enumerate(table["mean"]):
         ax.text(xi, m / 2, f"{m:.1f}", ha="center", fontsize=9, color="white", weight="bold")
     ax.set_ylim(0, 100)
-    ax.set_xticks(x, [f"{LABELS.get(m, m)}\nn = {n}" for m, n in zip(table["method"], table["n_seeds"])],
+    ax.set_xticks(x, [f"{label(m)}\nn = {n}" for m, n in zip(table["method"], table["n_seeds"])],
                   fontsize=MIN_FONT)
     if title is None:
         title = ("Test accuracy, one seed each (no spread to show)" if (table["n_seeds"] == 1).all() else
                  "Test accuracy: mean ± std over the n seeds under each bar")
     ax.set(ylabel="test accuracy (%)", title=title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # clear of bars and markers
-    fig.text(0.01, -0.02, "Reference: " + REFERENCE_SOURCE + ".", fontsize=MIN_FONT, wrap=True, va="top")
+    fig.text(0.01, -0.02, f"Reference: {REFERENCE_SOURCE}.\nTutorial: {TUTORIAL_SOURCE}.",
+             fontsize=MIN_FONT, wrap=True, va="top")
     fig.tight_layout()
     return fig
 
@@ -96,7 +100,7 @@ def per_class_heatmap(per_class: dict[str, list[float]], classes: list[str]) -> 
     values = 100 * np.array([per_class[n] for n in names])
     fig, ax = _figure(figsize=(1 + 0.8 * len(classes), 0.9 + 0.45 * len(names)))
     sns.heatmap(values, annot=True, fmt=".0f", cmap="viridis", ax=ax, cbar_kws={"label": "%"},
-                xticklabels=classes, yticklabels=[LABELS.get(n, n) for n in names])
+                xticklabels=classes, yticklabels=[label(n) for n in names])
     ax.set_title("per-class test accuracy (%)")
     fig.tight_layout()
     return fig
@@ -223,4 +227,4 @@ def sweep(runs, parameter: str, title: str = "", baseline: float | None = None,
 
 
 __all__ = ["save", "curves", "accuracy_bars", "per_class_heatmap", "confusion_matrix",
-           "image_grid", "attention_grid", "temperature_effect", "sweep", "ORDER", "REFERENCE"]
+           "image_grid", "attention_grid", "temperature_effect", "sweep"]

@@ -15,7 +15,7 @@ from .config import Config
 _CONFIG = {f.name: f.default for f in fields(Config)}
 # Config's training settings that the notebooks expose, with Config's defaults.
 _TRAINING = {name: _CONFIG[name] for name in ("batch_size", "lr", "schedule", "weight_decay", "augment",
-                                              "views", "temperature", "kd_weight", "beta", "device",
+                                              "views", "temperature", "kd_weight", "beta", "feature_weight", "device",
                                               "amp", "compile", "eval_every")}
 BASE = {"profile": "interactive", "family": "tutorial", "data": "cifar10", "normalization": "data",
         "n_train": None, "n_val": None, "n_test": None, "teacher_weights": None,
@@ -69,8 +69,8 @@ NOTEBOOK_PARAMETERS = {
     "02_student_baseline.ipynb": [*_DATA, *_STUDENTS, *_ENGINE],
     "03_kd_logits.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", *_ENGINE],
     "04_grad_attention.ipynb": [*_DATA, *_STUDENTS, "beta", *_ENGINE],
-    "05_squared_attention.ipynb": [*_DATA, *_STUDENTS, "beta", *_ENGINE],
-    "06_combined.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", *_ENGINE],
+    "05_squared_attention.ipynb": [*_DATA, *_STUDENTS, "beta", "feature_weight", *_ENGINE],
+    "06_combined.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", "feature_weight", *_ENGINE],
     "07_sweeps.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", "sweep_epochs", "sweep_seeds",
                         "temperatures", "kd_weights", "betas", "beta_method", *_ENGINE],
 }
@@ -96,6 +96,7 @@ NOTES = {
     "temperature": "KD temperature T",
     "kd_weight": "weight a of the KD term; cross-entropy gets 1 - a",
     "beta": "weight of the attention term",
+    "feature_weight": "weight w of the feature methods' term (cosine, regressor); CE gets 1 - w",
     "sweep_epochs": "None: student_epochs",
     "sweep_seeds": "",
     "temperatures": "",

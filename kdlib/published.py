@@ -37,7 +37,7 @@ def publish(checkpoint, record: dict, splits: data.Splits, out: Path | None = No
     in float16, with the test accuracy of those float16 weights on `splits`, the data and
     recipe it was trained with, the `command` that trained it and the `machine` it ran on (the
 record knows only "CPU (2 cores)"); and a Markdown note beside it."""
-    from .train import evaluate  # the engine is needed here only, not to load a teacher
+    from .evaluation import evaluate  # needed here only, not to load a teacher
 
     family = record["config"].get("family", "tutorial")
     out = Path(out or path(family))

@@ -1,11 +1,12 @@
 """What a run shows, in sentences computed from its records: each notebook ends with one of
 these, so that no sentence about a result can go stale when the numbers change.
 
-    comparisons(records)        -> the six comparisons of 06, with Holm's correction
+    comparisons(records)        -> the comparisons of 06 (COMPARISONS), with Holm's correction
     teacher(run)                 -> 01: how good the teacher is, and where it fails
     baseline(records)            -> 02: the CE student, its seed spread, its gap to the teacher
     distillation(records)        -> 03: KD against CE and against both controls, and why
     attention(records, method)   -> 04, 05: the method against CE; did its maps move?
+    features(records)            -> 05: the tutorial's feature methods against CE, and against its own runs
     overall(records)             -> 06: what survives the correction, in one paragraph
     sweep(runs, parameter, ...)  -> 07: the value validation chooses, and the spread around it
 """
@@ -15,9 +16,10 @@ from __future__ import annotations
 import pandas as pd
 
 from . import results
+from .methods import METHODS
 
-# 06's family of comparisons: every method against CE, and KD against each control.
-COMPARISONS = [("kd", "ce"), ("grad_at", "ce"), ("act_at", "ce"), ("kd_grad_at", "ce"),
+# 06's family of comparisons: every method that distils against CE, and KD against each control.
+COMPARISONS = [*((m.name, "ce") for m in METHODS.values() if m.needs and not m.control),
                ("kd", "kd_untrained"), ("kd", "ls")]
 
 
@@ -125,8 +127,25 @@ def attention(records: list[dict], method: str) -> str:
     return "\n".join(lines)
 
 
+def features(records: list[dict], methods=("cosine", "regressor")) -> str:
+    """05: each of the tutorial's feature methods against CE, paired by seed, beside what the
+    tutorial's own one-run page showed for it (its method minus its CE student)."""
+    lines = []
+    for method in methods:
+        row = _pair(records, method, "ce")
+        text = (results.verdict(records, method) if row is None else
+                f"{method} minus CE, paired by seed: {_difference(row)}"
+                + (": beyond seed noise." if row["beyond_noise"] else ", which includes zero: no difference beyond seed noise."))
+        anchor = results.TUTORIAL.get(method)
+        if anchor is not None:
+            text += (f" The tutorial's page: {anchor:.2f}% against its CE student's {results.TUTORIAL['ce']:.2f}% "
+                     f"({anchor - results.TUTORIAL['ce']:+.2f}, one run each: no estimate of its noise).")
+        lines.append(text)
+    return "\n".join(lines)
+
+
 def overall(records: list[dict]) -> str:
-    """06: which of the six comparisons survive Holm's correction, in words."""
+    """06: which of the comparisons survive Holm's correction, in words."""
     table = comparisons(records)
     if table.empty or (table["n_pairs"] < 2).all():
         return "With one seed there is no estimate of seed noise: nothing can be said to survive a correction."

@@ -1,31 +1,32 @@
 """The teacher's side of distillation: the fixed views of every training image, and the
-teacher's logits and attention maps for each of them, computed once (and cached) so that a
-student epoch looks them up instead of running the teacher.
+teacher's logits, attention maps and feature map for each of them, computed once (and cached)
+so that a student epoch looks them up instead of running the teacher.
 
     make_views(n, cfg)                        -> (N, V, 3) crop offsets and flips
     teacher_targets(teacher, splits, cfg)     -> Targets
-    distillation_targets(model, x, y, needs)  -> a model's logits and maps for one batch
+    distillation_targets(model, x, y, needs)  -> a model's logits, maps and features for one batch
 """
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from . import data
-from .config import CODE_VERSION, Config, autocast, precision, resolve_device
-from .files import digest, load_tensors, save_tensors
+from . import data, identity
+from .config import Config, autocast, precision, resolve_device
+from .files import digest, load_tensors, save_tensors, weights_digest
 from .losses import activation_attention, gradient_attention
-from .models import forward_features
+from .models import forward_features, hint_stage
 
 @dataclass
 class Targets:
-    """Teacher outputs for every (image, view): logits (N, V, K); maps (N, V, H*W) per stage.
-    `teacher` and `data` are the digests of the weights and training images they came from."""
+    """Teacher outputs for every (image, view): logits (N, V, K); maps (N, V, H*W) per stage;
+    feat (N, V, C*H*W), the feature map of the stage the feature methods match
+    (`models.hint_stage`). `teacher` and `data` are the digests of the weights and training
+    images they came from."""
 
     views: torch.Tensor                               # (N, V, 3) crop offsets and flip
     logits: torch.Tensor | None = None
@@ -33,17 +34,19 @@ class Targets:
     grad: list[torch.Tensor] = field(default_factory=list)
     teacher: str = ""
     data: str = ""
+    feat: torch.Tensor | None = None
 
     def to(self, device) -> "Targets":
-        return Targets(self.views.to(device), None if self.logits is None else self.logits.to(device),
+        return Targets(self.views.to(device), _moved(self.logits, device),
                        [m.to(device) for m in self.act], [m.to(device) for m in self.grad],
-                       self.teacher, self.data)
+                       self.teacher, self.data, _moved(self.feat, device))
 
     def check(self, splits: data.Splits, cfg: Config, teacher: nn.Module | None = None,
               needs=()) -> None:
         """Raise ValueError unless these are the targets for exactly these images, views and
         teacher, and hold what `needs` names."""
-        held = {"logits": self.logits is not None, "act": bool(self.act), "grad": bool(self.grad)}
+        held = {"logits": self.logits is not None, "act": bool(self.act), "grad": bool(self.grad),
+                "feat": self.feat is not None}
         wrong = [f"a method that needs no {name!r}" for name in needs if not held[name]]
         if self.data != splits.fingerprint:
             wrong.append("another training set")
@@ -59,12 +62,17 @@ class Targets:
 
     def gather(self, index: torch.Tensor, view: torch.Tensor) -> dict:
         out = {}
-        if self.logits is not None:
-            out["logits"] = self.logits[index, view].float()
+        for name in ("logits", "feat"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)[index, view].float()
         for name in ("act", "grad"):
             if getattr(self, name):
                 out[name] = [m[index, view].float() for m in getattr(self, name)]
         return out
+
+
+def _moved(tensor, device):
+    return None if tensor is None else tensor.to(device)
 
 
 def make_views(n: int, cfg: Config) -> torch.Tensor:
@@ -75,8 +83,10 @@ def make_views(n: int, cfg: Config) -> torch.Tensor:
     return data.random_views(n * cfg.views, generator).view(n, cfg.views, 3)
 
 
-def distillation_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, needs) -> dict:
-    """A model's logits and attention maps ("act", "grad") for one normalized batch.
+def distillation_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, needs,
+                         feature_stage: int | None = None) -> dict:
+    """A model's logits, attention maps ("act", "grad") and, for "feat", the flattened output
+    of stage `feature_stage`, for one normalized batch.
 
     Used for the teacher's targets, and for any model's maps in the notebooks' pictures."""
     out = {}
@@ -93,10 +103,14 @@ def distillation_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, nee
         out["logits"] = logits.float()
     if "act" in needs:
         out["act"] = [activation_attention(f) for f in stages]
+    if "feat" in needs:
+        if feature_stage is None:
+            raise ValueError('distillation_targets needs feature_stage for "feat": which stage\'s features.')
+        out["feat"] = stages[feature_stage].flatten(1)
     return out
 
 
-ALL_TARGETS = ("logits", "act", "grad")
+ALL_TARGETS = ("logits", "act", "grad")  # what one gradient pass gives; "feat" is asked for apart (it is large)
 
 
 def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
@@ -104,7 +118,8 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     """The teacher's logits, activation maps and gradient maps for every training image and
     view, computed once. By default all three, which the series' methods share (the gradient
     pass yields the other two almost free); `needs` asks for fewer (logits alone need no
-    backward pass).
+    backward pass), or for "feat", the feature map the feature methods match (float16:
+    2,048 values per view for the tutorial's DeepNN, 164 MB for 5,000 images x 8 views).
 
     Cached on disk (in kdlib's cache folder) under a key of the teacher's weights, the
     training images, the views, the precision and the code version, so every student run
@@ -113,17 +128,19 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     device = resolve_device(cfg.device)
     views = make_views(len(splits.y_train), cfg)
     teacher_id = weights_digest(teacher)
-    needs = tuple(name for name in ALL_TARGETS if name in needs)
+    needs = tuple(name for name in (*ALL_TARGETS, "feat") if name in needs)
     if {"act", "grad"} & set(needs):  # the gradient pass yields the rest almost free: keep all for later methods
-        needs = ALL_TARGETS
+        needs = tuple(dict.fromkeys((*ALL_TARGETS, *needs)))
+    feature_stage = hint_stage(cfg.family)
 
     def cached(kinds):
-        key = hashlib.sha1(f"{digest(views)} {teacher_id} {splits.fingerprint} {precision(device, cfg.amp)} "
-                           f"{CODE_VERSION} {','.join(kinds)}".encode()).hexdigest()[:16]
+        key = identity.key(digest(views), teacher_id, splits.fingerprint, precision(device, cfg.amp),
+                           identity.CODE_VERSION, kinds, feature_stage if "feat" in kinds else None)
         return data.cache_dir() / "targets" / f"{key}.pt"
 
     path = cached(needs)
-    for candidate in dict.fromkeys([path, cached(ALL_TARGETS)]):  # a cached superset serves too
+    supersets = [kinds for kinds in (ALL_TARGETS, (*ALL_TARGETS, "feat")) if set(needs) <= set(kinds)]
+    for candidate in dict.fromkeys([path, *map(cached, supersets)]):  # a cached superset serves too
         if cache and candidate.is_file():
             try:
                 return Targets(**load_tensors(candidate))
@@ -139,12 +156,12 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     for start in range(0, n * v, 1000):
         rows = slice(start, start + 1000)
         index = image_of[rows]
-        x = view_batch(splits, index.to(splits.device), flat_views[rows].to(splits.device),
-                   cfg.augment, device)
+        x = data.view_batch(splits, index.to(splits.device), flat_views[rows].to(splits.device), cfg.augment, device)
         with autocast(device, cfg.amp):
-            out = distillation_targets(teacher, x, splits.y_train[index].to(device), needs)
+            out = distillation_targets(teacher, x, splits.y_train[index].to(device), needs, feature_stage)
         for name, value in out.items():
-            chunks.setdefault(name, []).append(value if name == "logits" else list(value))
+            value = value.half() if name == "feat" else value  # float16 at once: the largest target
+            chunks.setdefault(name, []).append(value if name in ("logits", "feat") else list(value))
 
     def stack(name, dtype):
         return torch.cat(chunks[name]).to("cpu", dtype).view(n, v, -1)
@@ -152,6 +169,8 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     targets = Targets(views=views, teacher=teacher_id, data=splits.fingerprint)
     if "logits" in chunks:
         targets.logits = stack("logits", torch.float32)
+    if "feat" in chunks:  # float16: half the memory; ReLU features of O(1) lose nothing that matters
+        targets.feat = stack("feat", torch.float16)
     for name in ("act", "grad"):  # maps as float16: half the memory, ample precision
         if name in chunks:
             setattr(targets, name, [torch.cat(stage).to("cpu", torch.float16).view(n, v, -1)
@@ -159,14 +178,3 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     if cache:
         save_tensors(vars(targets), path)
     return targets
-
-
-def weights_digest(model: nn.Module) -> str:
-    """The identity of a model's weights (what records call its "teacher" or "weights")."""
-    return digest(*getattr(model, "_orig_mod", model).state_dict().values())
-
-
-def view_batch(splits, index, views, augment, device) -> torch.Tensor:
-    """Gather, normalize and (optionally) augment a batch of training images on `device`."""
-    x = data.normalize(splits.x_train[index].to(device, non_blocking=True), splits.mean, splits.std)
-    return data.augment(x, views.to(device)) if augment else x

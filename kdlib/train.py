@@ -2,10 +2,15 @@
 
     fit(model, splits, method, teacher, cfg)          -> Run        train one model, then evaluate
     fit_together(models, splits, method, ..., seeds)  -> list[Run]  several seeds as one network
-    evaluate(model, splits, teacher)                  -> dict       accuracy, per class, agreement, ECE
 
-Its neighbours: `kdlib.config` (what decides a run), `kdlib.targets` (the teacher's outputs
-for every view, once), `kdlib.members` (seeds stacked into one network), `kdlib.checkpoints`.
+Read `fit_together` top-down: set up (data on the device, models, the method's own modules,
+where the teacher's targets come from, optimizer), then per epoch `_epoch` (batches from
+`_batch`, one `_Step` each: targets, forward, the recipe's loss), `_record_epoch` (the history
+row) and the epoch state; then `kdlib.evaluation.evaluate`.
+
+Its neighbours: `kdlib.config` (what decides a run), `kdlib.identity` (what a run is),
+`kdlib.targets` (the teacher's outputs for every view, once), `kdlib.members` (seeds stacked
+into one network), `kdlib.evaluation` (the metrics of a trained model).
 
 Why it is fast: the dataset stays on the device as uint8 and batches are gathered from a
 shuffled index there; the teacher's outputs are computed once per image view (not per
@@ -31,16 +36,13 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from . import data, methods
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # noqa: F401 (kdlib.train.*)
-from .files import digest_text, load_tensors, save_tensors
-from .losses import expected_calibration_error
-from .config import (CODE_VERSION, Config, autocast, describe_device, precision,  # noqa: F401
-                     resolve_device, run_identity)
+from . import data, identity, methods
+from .config import Config, autocast, describe_device, resolve_device
+from .files import load_tensors, save_tensors, weights_digest
 from .members import Members
-from .models import forward_features, segments
-from .targets import (ALL_TARGETS, Targets, distillation_targets, make_views,  # noqa: F401
-                      teacher_targets, view_batch, weights_digest)
+from .models import forward_features, hint_stage, segments
+from .evaluation import evaluate, predict
+from .targets import Targets, distillation_targets, make_views, teacher_targets
 
 
 @dataclass
@@ -55,11 +57,16 @@ class Run:
     seconds: float = 0.0   # wall time; trained together, this run's share of the group's
     device: str = ""
     source: str = ""
-    together: int = 1      # how many models trained together in one network (fit_together)
+    group: list[int] = field(default_factory=list)  # the seeds trained with it as one network (fit_together)
 
     @property
     def accuracy(self) -> float:
         return self.metrics["accuracy"]
+
+    @property
+    def together(self) -> int:
+        """How many models trained together in one network (1: alone)."""
+        return max(1, len(self.group))
 
 
 def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
@@ -67,12 +74,12 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
         targets: Targets | None = None, state=None, label: str | None = None) -> Run:
     """Train `model` on `splits.x_train` with a method's loss; return a `Run`.
 
-    method: "ce", "kd", "grad_at", "act_at", "kd_grad_at" or "ls" (see kdlib.methods).
-    teacher: needed by every method that distils (given for "ce", it is used for the metrics'
-    agreement with the teacher only). targets: precomputed `teacher_targets` for exactly
-    these splits, views and teacher (checked; computed here, or read from the cache, when
-    not given). state, label: an epoch-state file to continue from and keep, and the run's
-    name in progress lines (see `fit_together`).
+    method: a name in kdlib.methods.METHODS ("ce", "kd", "grad_at", "act_at", "kd_grad_at",
+    "ls", "cosine", "regressor", ...). teacher: needed by every method that distils (given for
+    "ce", it is used for the metrics' agreement with the teacher only). targets: precomputed
+    `teacher_targets` for exactly these splits, views and teacher (checked; computed here, or
+    read from the cache, when not given). state, label: an epoch-state file to continue from
+    and keep, and the run's name in progress lines (see `fit_together`).
 
     The one-cycle schedule (Adam, `cfg.schedule="onecycle"`) steps once per batch: the rate
     rises from lr/25 to lr over the first 30% of steps, then anneals to lr/25e4, and, as
@@ -106,25 +113,12 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     """
     cfg = cfg or Config()
     seeds = [cfg.seed] if seeds is None else list(seeds)
-    if len(seeds) != len(models) or not models:
-        raise ValueError(f"fit_together needs one seed per model: got {len(models)} models and seeds {seeds}.")
     recipe = methods.get(method)
+    _check_inputs(models, seeds, splits, recipe, teacher)
     device = resolve_device(cfg.device)
-    if recipe.needs and teacher is None:
-        raise ValueError(f"Method {recipe.name!r} needs a teacher: pass teacher=... (train one "
-                         "in notebooks/01_teacher.ipynb and load it with kdlib.load_checkpoint).")
-    if teacher is not None and getattr(teacher, "num_classes", splits.num_classes) != splits.num_classes:
-        raise ValueError(f"The teacher predicts {teacher.num_classes} classes but the data has "
-                         f"{splits.num_classes}: train the teacher on the same data source.")
-    n = len(splits.y_train)
-    if n == 0 or len(splits.y_test) == 0:
-        raise ValueError(f"{splits!r} has no training or no test images: give kdlib.load a source "
-                         "with both, and n_train / n_test of at least 1.")
-    # What an epoch state must match to be continued: the training itself, from its first weights.
-    state_key = (digest_text(run_identity(cfg), recipe.name, seeds, splits.fingerprint,
-                             [weights_digest(m) for m in models],
-                             None if teacher is None else weights_digest(teacher))
-                 if state is not None else None)
+    # What an epoch state must match to be continued: this very training, from its first weights.
+    state_key = identity.key(identity.of(cfg, splits, teacher, recipe.name, seeds),
+                             [weights_digest(m) for m in models]) if state is not None else None
 
     # The whole dataset on the training device, once: every batch is then gathered, normalized
     # and augmented there, with no per-step copy from host memory.
@@ -132,105 +126,189 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     torch.manual_seed(seeds[0])  # dropout's masks
     generators = [torch.Generator(device=splits.device).manual_seed(s) for s in seeds]
     models = [m.to(device, memory_format=torch.channels_last) for m in models]
-    members = len(models)
-    net = models[0] if members == 1 else Members(models).to(device)
-    forward = _forward(net, cfg.compile, recipe.features)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-
-    live_teacher = bool(recipe.needs) and not cfg.fixed_views
-    if targets is not None:  # given by the caller: they must be for exactly this run
-        targets.check(splits, cfg, teacher, recipe.needs)
-    elif recipe.needs and cfg.fixed_views:
-        targets = teacher_targets(teacher, splits, cfg, needs=recipe.needs)
-    view_table = targets.views if targets is not None else (make_views(n, cfg) if cfg.fixed_views else None)
-    if targets is not None:
-        targets = targets.to(splits.device)
-    if view_table is not None:
-        view_table = view_table.to(splits.device)
-    if live_teacher:
-        teacher = teacher.to(device, memory_format=torch.channels_last).eval()
-
-    # fused on CUDA: one kernel for the whole update instead of several per weight tensor (a
-    # launch-bound student feels each); the CPU keeps the default, whose figures are measured.
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 fused=device.type == "cuda" or None)
-    scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
-                 if cfg.schedule == "onecycle" else None)
+    net = models[0] if len(models) == 1 else Members(models).to(device)
+    heads = _heads(recipe, cfg, seeds, device)
+    trained = nn.ModuleList([net, *heads])  # what the optimizer updates and an epoch state keeps
+    teacher_source = _teacher_source(recipe, teacher, targets, splits, cfg)
+    step = _Step(_forward(net, cfg.compile, recipe.features), recipe, teacher_source, _apply_heads(heads), cfg,
+                 device, len(models))
+    steps_per_epoch = math.ceil(len(splits.y_train) / cfg.batch_size)
+    optimizer, scheduler = _optimizer(trained, cfg, steps_per_epoch, device)
 
     runs = [Run(model=m, method=recipe.name, config=replace(cfg, seed=s), device=describe_device(device),
-                source=splits.source, together=members) for m, s in zip(models, seeds)]
-    label = label or recipe.name
-    label = label if members == 1 else f"{label} x{members}"
-    resumable = [net, optimizer, scheduler, generators, runs]
+                source=splits.source, group=seeds) for m, s in zip(models, seeds)]
+    label = (label or recipe.name) + (f" x{len(models)}" if len(models) > 1 else "")
+    resumable = (trained, optimizer, scheduler, generators, runs)
     first, elapsed = _resume(state, state_key, *resumable) if state is not None else (1, 0.0)
-    if first > 1 and members > 1:
+    if first > 1 and isinstance(net, Members):
         net.write_back()
     bar = _progress(cfg.epochs * steps_per_epoch, label, cfg.progress, initial=(first - 1) * steps_per_epoch)
-    started = time.perf_counter() - elapsed * members
+    started = time.perf_counter() - elapsed * len(models)
     for epoch in range(first, cfg.epochs + 1):
-        net.train()
         epoch_start = time.perf_counter()
-        totals = torch.zeros(members, 2, device=device)  # per member: correct predictions, summed loss
-        terms_sum: dict[str, torch.Tensor] = {}
-        orders = [torch.randperm(n, generator=g, device=splits.device) for g in generators]
-        for step in range(steps_per_epoch):
-            index, choice, x = _batch(splits, orders, generators, view_table, cfg,
-                                      slice(step * cfg.batch_size, (step + 1) * cfg.batch_size), device)
-            size = len(index) // members  # each member's rows in this batch
-            y = splits.y_train[index].to(device, non_blocking=True)
-            if live_teacher:
-                with autocast(device, cfg.amp):
-                    batch_targets = distillation_targets(teacher, x, y, recipe.needs)
-            elif targets is not None:
-                batch_targets = {k: _to(v, device) for k, v in targets.gather(index, choice).items()}
-            else:
-                batch_targets = {}
-            with autocast(device, cfg.amp):
-                logits, per_member = member_losses(forward, recipe, x, y, batch_targets, cfg, members)
-                loss = sum(value.sum() for value in per_member.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            step_lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            # Accumulate on the device: a .item() per step would force a sync on CUDA.
-            with torch.no_grad():
-                correct = (logits.argmax(1) == y).view(members, -1).sum(1).float()
-                totals += torch.stack([correct, sum(per_member.values()).detach() * size], 1)
-                for name, value in per_member.items():
-                    terms_sum[name] = terms_sum.get(name, 0) + value.detach() * size
-            bar.update(1)
-        rows_done = totals.tolist()  # waits for the epoch's last step on CUDA: then the clock
-        terms_done = {name: value.tolist() for name, value in terms_sum.items()}
-        seconds = (time.perf_counter() - epoch_start) / members
-        if members > 1:
+        trained.train()
+        sums = _epoch(step, splits, generators, optimizer, scheduler, steps_per_epoch, bar)
+        seconds = (time.perf_counter() - epoch_start) / len(models)
+        if isinstance(net, Members):
             net.write_back()
-        for i, run in enumerate(runs):
-            correct, loss_sum = rows_done[i]
-            row = {"epoch": epoch, "loss": loss_sum / n, "train_acc": correct / n,
-                   **{f"loss_{k}": v[i] / n for k, v in terms_done.items()},
-                   "lr": step_lr, "seconds": seconds}
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                row.update(_held_out_accuracy(run.model, splits, cfg))
-            run.history.append(row)
-        elapsed = (time.perf_counter() - started) / members
+        _record_epoch(runs, epoch, sums, seconds, splits, cfg)
+        elapsed = (time.perf_counter() - started) / len(models)
         if state is not None and epoch < cfg.epochs:
             _save_state(state, state_key, epoch, elapsed, *resumable)
-        last = runs[0].history[-1]
-        bar.set_postfix(epoch=epoch, loss=f"{last['loss']:.3f}",
-                        **{k: f"{v:.4f}" for k, v in last.items() if k in ("val_acc", "test_acc")})
-        _report(label, last, cfg.epochs, elapsed)
+        _show(bar, label, runs[0].history[-1], cfg.epochs, elapsed)
     bar.close()
-    seconds = (time.perf_counter() - started) / members
     for run in runs:
-        run.seconds = seconds
+        run.seconds = elapsed
         run.metrics = evaluate(run.model, splits, teacher=teacher, cfg=cfg)
         if splits.y_val is not None:  # what sweeps and screens choose on
             run.metrics["val_accuracy"] = run.history[-1]["val_acc"]
     if state is not None:  # the finished run's checkpoint is its caller's to keep
         Path(state).unlink(missing_ok=True)
     return runs
+
+
+def _check_inputs(models, seeds, splits: data.Splits, recipe: methods.Method, teacher) -> None:
+    """Every mistake that would otherwise fail deep inside torch, said before any work."""
+    if len(seeds) != len(models) or not models:
+        raise ValueError(f"fit_together needs one seed per model: got {len(models)} models and seeds {seeds}.")
+    if recipe.needs and teacher is None:
+        raise ValueError(f"Method {recipe.name!r} needs a teacher: pass teacher=... (train one "
+                         "in notebooks/01_teacher.ipynb and load it with kdlib.load_checkpoint).")
+    if teacher is not None and getattr(teacher, "num_classes", splits.num_classes) != splits.num_classes:
+        raise ValueError(f"The teacher predicts {teacher.num_classes} classes but the data has "
+                         f"{splits.num_classes}: train the teacher on the same data source.")
+    if len(splits.y_train) == 0 or len(splits.y_test) == 0:
+        raise ValueError(f"{splits!r} has no training or no test images: give kdlib.load a source "
+                         "with both, and n_train / n_test of at least 1.")
+
+
+@dataclass
+class _TeacherSource:
+    """Where a step's teacher targets come from: the table of every view's (fixed views), the
+    teacher run live on the step's batch (fresh views), or nowhere (a method with no teacher)."""
+
+    views: torch.Tensor | None = None      # the fixed view table (N, V, 3); None: fresh views
+    table: Targets | None = None
+    live: nn.Module | None = None
+    needs: tuple = ()
+    feature_stage: int | None = None
+
+    def __call__(self, index, choice, x, y, cfg: Config, device) -> dict:
+        if self.live is not None:
+            with autocast(device, cfg.amp):
+                return distillation_targets(self.live, x, y, self.needs, self.feature_stage)
+        if self.table is not None:
+            return {k: _to(v, device) for k, v in self.table.gather(index, choice).items()}
+        return {}
+
+
+def _teacher_source(recipe: methods.Method, teacher, targets: Targets | None, splits: data.Splits,
+                    cfg: Config) -> _TeacherSource:
+    """With fixed views, the teacher's targets for every view (given, checked, or computed
+    once); with fresh views, the teacher itself, run on each batch."""
+    source = _TeacherSource(needs=recipe.needs, feature_stage=hint_stage(cfg.family))
+    if recipe.needs and not cfg.fixed_views:
+        source.live = teacher.to(splits.device, memory_format=torch.channels_last).eval()
+        return source
+    if targets is not None:  # given by the caller: they must be for exactly this run
+        targets.check(splits, cfg, teacher, recipe.needs)
+    elif recipe.needs:
+        targets = teacher_targets(teacher, splits, cfg, needs=recipe.needs)
+    if targets is not None:
+        source.table = targets.to(splits.device)
+        source.views = source.table.views
+    elif cfg.fixed_views:
+        source.views = make_views(len(splits.y_train), cfg).to(splits.device)
+    return source
+
+
+def _heads(recipe: methods.Method, cfg: Config, seeds, device) -> list[nn.Module]:
+    """The method's own trainable modules (the regressor), one per model, from its seed."""
+    if recipe.head is None:
+        return []
+    return [recipe.head(cfg, seed).to(device, memory_format=torch.channels_last) for seed in seeds]
+
+
+def _apply_heads(heads: list[nn.Module]):
+    """x (the members' rows, one after another) -> each member's rows through its own head."""
+    if not heads:
+        return None
+    if len(heads) == 1:
+        return heads[0]
+    return lambda x: torch.cat([head(rows) for head, rows in zip(heads, x.chunk(len(heads)))])
+
+
+def _optimizer(trained: nn.Module, cfg: Config, steps_per_epoch: int, device):
+    # fused on CUDA: one kernel for the whole update instead of several per weight tensor (a
+    # launch-bound student feels each); the CPU keeps the default, whose figures are measured.
+    optimizer = torch.optim.Adam(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 fused=device.type == "cuda" or None)
+    scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+                 if cfg.schedule == "onecycle" else None)
+    return optimizer, scheduler
+
+
+@dataclass
+class _Step:
+    """One training step's loss for every member: forward, the teacher's targets, the recipe."""
+
+    forward: object
+    recipe: methods.Method
+    teacher: _TeacherSource
+    head: object
+    cfg: Config
+    device: torch.device
+    members: int
+
+    def __call__(self, index, choice, x, y):
+        """The logits and, per loss term, each member's batch mean (`member_losses`)."""
+        targets = self.teacher(index, choice, x, y, self.cfg, self.device)
+        with autocast(self.device, self.cfg.amp):
+            return member_losses(self.forward, self.recipe, x, y, targets, self.cfg, self.members, self.head)
+
+
+def _epoch(step: _Step, splits: data.Splits, generators, optimizer, scheduler, steps_per_epoch: int, bar) -> dict:
+    """One pass over the training images, every member in its own order. Returns the sums the
+    epoch's record needs: per member, correct predictions, summed loss and each term's sum."""
+    cfg, members = step.cfg, step.members
+    totals = torch.zeros(members, 2, device=step.device)  # per member: correct predictions, summed loss
+    terms_sum: dict[str, torch.Tensor] = {}
+    orders = [torch.randperm(len(splits.y_train), generator=g, device=splits.device) for g in generators]
+    for k in range(steps_per_epoch):
+        rows = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
+        index, choice, x = _batch(splits, orders, generators, step.teacher.views, cfg, rows, step.device)
+        y = splits.y_train[index].to(step.device, non_blocking=True)
+        logits, per_member = step(index, choice, x, y)
+        loss = sum(value.sum() for value in per_member.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        # Accumulate on the device: a .item() per step would force a sync on CUDA.
+        with torch.no_grad():
+            size = len(index) // members
+            correct = (logits.argmax(1) == y).view(members, -1).sum(1).float()
+            totals += torch.stack([correct, sum(per_member.values()).detach() * size], 1)
+            for name, value in per_member.items():
+                terms_sum[name] = terms_sum.get(name, 0) + value.detach() * size
+        bar.update(1)
+    # .tolist() waits for the epoch's last step on CUDA: the caller's clock is then right.
+    return {"totals": totals.tolist(), "terms": {k: v.tolist() for k, v in terms_sum.items()}, "lr": lr}
+
+
+def _record_epoch(runs: list[Run], epoch: int, sums: dict, seconds: float, splits: data.Splits, cfg: Config) -> None:
+    """Each run's history row for this epoch (means over its images), with its held-out accuracy."""
+    n = len(splits.y_train)
+    for i, run in enumerate(runs):
+        correct, loss_sum = sums["totals"][i]
+        row = {"epoch": epoch, "loss": loss_sum / n, "train_acc": correct / n,
+               **{f"loss_{k}": v[i] / n for k, v in sums["terms"].items()},
+               "lr": sums["lr"], "seconds": seconds}
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            row.update(_held_out_accuracy(run.model, splits, cfg))
+        run.history.append(row)
 
 
 def _batch(splits: data.Splits, orders, generators, view_table, cfg: Config, rows: slice, device):
@@ -248,7 +326,7 @@ def _batch(splits: data.Splits, orders, generators, view_table, cfg: Config, row
                                         generator=generator, device=splits.device))
             views.append(view_table[index[-1], choice[-1]])
     index, views = torch.cat(index), torch.cat(views)
-    return index, (torch.cat(choice) if choice else None), view_batch(splits, index, views, cfg.augment, device)
+    return index, (torch.cat(choice) if choice else None), data.view_batch(splits, index, views, cfg.augment, device)
 
 
 def _held_out_accuracy(model: nn.Module, splits: data.Splits, cfg: Config) -> dict:
@@ -260,23 +338,26 @@ def _held_out_accuracy(model: nn.Module, splits: data.Splits, cfg: Config) -> di
     return {"test_acc": evaluate(model, splits, cfg=cfg, detailed=False)["accuracy"]}
 
 
-def _report(label: str, row: dict, epochs: int, elapsed: float) -> None:
-    """One line per epoch into $KDLIB_PROGRESS_FILE, which `kdlib.series` prints as it grows:
-    papermill shows only which cell runs, and a CPU teacher runs for hours."""
+def _show(bar, label: str, row: dict, epochs: int, elapsed: float) -> None:
+    """The epoch on the progress bar, and as one line into $KDLIB_PROGRESS_FILE, which
+    `kdlib.series` prints as it grows: papermill shows only which cell runs, and a CPU teacher
+    runs for hours."""
+    held_out = {k: v for k, v in row.items() if k in ("val_acc", "test_acc")}
+    bar.set_postfix(epoch=row["epoch"], loss=f"{row['loss']:.3f}", **{k: f"{v:.4f}" for k, v in held_out.items()})
     path = os.environ.get("KDLIB_PROGRESS_FILE")
     if not path:
         return
-    held_out = "".join(f"  {k[:-4]} {100 * v:.2f}%" for k, v in row.items() if k in ("val_acc", "test_acc"))
+    shown = "".join(f"  {k[:-4]} {100 * v:.2f}%" for k, v in held_out.items())
     left = elapsed / row["epoch"] * (epochs - row["epoch"])
     line = (f"{label}  epoch {row['epoch']}/{epochs}  loss {row['loss']:.3f}  train {100 * row['train_acc']:.2f}%"
-            f"{held_out}  {row['seconds']:.1f} s/epoch  {left / 60:.1f} min left\n")
+            f"{shown}  {row['seconds']:.1f} s/epoch  {left / 60:.1f} min left\n")
     with open(path, "a") as log:
         log.write(line)
 
 
-def _save_state(path, key: str, epoch: int, elapsed: float, net, optimizer, scheduler, generators, runs) -> None:
+def _save_state(path, key: str, epoch: int, elapsed: float, trained, optimizer, scheduler, generators, runs) -> None:
     """Everything needed to continue after `epoch`, in one file written atomically."""
-    save_tensors({"key": key, "epoch": epoch, "elapsed": elapsed, "net": net.state_dict(),
+    save_tensors({"key": key, "epoch": epoch, "elapsed": elapsed, "trained": trained.state_dict(),
                   "optimizer": optimizer.state_dict(),
                   "scheduler": None if scheduler is None else scheduler.state_dict(),
                   "generators": [g.get_state() for g in generators], "rng": torch.get_rng_state(),
@@ -284,7 +365,7 @@ def _save_state(path, key: str, epoch: int, elapsed: float, net, optimizer, sche
                   "histories": [run.history for run in runs]}, path)
 
 
-def _resume(path, key: str, net, optimizer, scheduler, generators, runs) -> tuple[int, float]:
+def _resume(path, key: str, trained, optimizer, scheduler, generators, runs) -> tuple[int, float]:
     """Restore an epoch state written by `_save_state` for this very training: the first
     epoch still to run and the seconds already spent. (1, 0.0) when there is none to take."""
     path = Path(path)
@@ -296,7 +377,7 @@ def _resume(path, key: str, net, optimizer, scheduler, generators, runs) -> tupl
             print(f"{path.name}: an epoch state of other training (settings, data, teacher, code or "
                   "first weights differ); not continued: this run starts afresh.")
             return 1, 0.0
-        net.load_state_dict(saved["net"])
+        trained.load_state_dict(saved["trained"])
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
@@ -316,12 +397,12 @@ def _resume(path, key: str, net, optimizer, scheduler, generators, runs) -> tupl
 
 
 def member_losses(forward, recipe: methods.Method, x: torch.Tensor, y: torch.Tensor, targets: dict,
-                  cfg: Config, members: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                  cfg: Config, members: int = 1, head=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The logits and, per loss term, each member's batch mean (a tensor of `members` values)
     for the members' batches x, one after another. Their sum is the loss the engine minimizes:
     no member's mean mixes in another's samples, so each gets exactly its own gradient."""
     logits, stages = forward(x)
-    terms = recipe.loss(methods.Batch(x, y, logits, stages, targets), cfg)
+    terms = recipe.loss(methods.Batch(x, y, logits, stages, targets, head), cfg)
     return logits, {name: value.float().view(members, -1).mean(1) for name, value in terms.items()}
 
 
@@ -356,109 +437,3 @@ def _to(value, device):
 def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, disable=not enabled, unit="step", mininterval=1, initial=initial)
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, splits: data.Splits, cfg: Config | None = None,
-            batch_size: int = 1000) -> torch.Tensor:
-    """Logits (float32, on the CPU) for uint8 images, in eval mode."""
-    cfg = cfg or Config()
-    device = resolve_device(cfg.device)
-    model = model.to(device, memory_format=torch.channels_last)
-    was_training = model.training
-    model.eval()
-    out = []
-    for chunk in images.split(batch_size):
-        x = data.normalize(chunk.to(device), splits.mean, splits.std)
-        with autocast(device, cfg.amp):
-            out.append(model(x).float())
-    model.train(was_training)
-    return torch.cat(out).cpu()  # one copy to the host, not one (and a sync) per chunk
-
-
-def attention_maps(model: nn.Module, splits: data.Splits, images: torch.Tensor,
-                   labels: torch.Tensor, kind: str = "act", cfg: Config | None = None,
-                   batch_size: int = 500) -> list[torch.Tensor]:
-    """Per-stage attention maps (N, H*W) of `model` for uint8 images, in eval mode: "act" for
-    squared activations, "grad" for the gradient of the CE loss at the true labels."""
-    if kind not in ("act", "grad"):
-        raise ValueError(f"kind must be 'act' or 'grad', not {kind!r}.")
-    return _maps(model, splits, images, labels, (kind,), cfg, batch_size)[kind]
-
-
-def _maps(model, splits, images, labels, kinds, cfg=None, batch_size: int = 500) -> dict[str, list[torch.Tensor]]:
-    """`attention_maps` of several kinds from one pass over the images."""
-    device = resolve_device((cfg or Config()).device)
-    model = model.to(device, memory_format=torch.channels_last)
-    was_training = model.training
-    model.eval()
-    chunks = []
-    for x, y in zip(images.split(batch_size), labels.split(batch_size)):
-        x = data.normalize(x.to(device), splits.mean, splits.std)
-        chunks.append(distillation_targets(model, x, y.to(device), kinds))
-    model.train(was_training)
-    return {kind: [torch.cat(stage).cpu() for stage in zip(*(c[kind] for c in chunks))] for kind in kinds}
-
-
-MAP_SIMILARITY_IMAGES = 2000  # a fixed random sample of the test set: a mean cosine needs no more
-_teacher_maps: dict = {}  # the last two teachers' maps of that sample: every student of a series shares them
-
-
-def _map_sample(splits: data.Splits) -> tuple[torch.Tensor, torch.Tensor]:
-    n = len(splits.y_test)
-    if n <= MAP_SIMILARITY_IMAGES:
-        return splits.x_test, splits.y_test
-    index = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:MAP_SIMILARITY_IMAGES].sort().values
-    return splits.x_test[index.to(splits.x_test.device)], splits.y_test[index.to(splits.y_test.device)]
-_teacher_classes: dict = {}  # and its test-set predictions (a DeepNN pass over 10,000 images: ~3 s of CPU)
-
-
-def _teacher_predictions(teacher: nn.Module, splits: data.Splits, cfg: Config) -> torch.Tensor:
-    key = (weights_digest(teacher), splits.fingerprint, precision(resolve_device(cfg.device), cfg.amp))
-    if key not in _teacher_classes:
-        _teacher_classes.clear()
-        _teacher_classes[key] = predict(teacher, splits.x_test, splits, cfg).argmax(1)
-    return _teacher_classes[key]
-
-
-def map_similarity(model: nn.Module, teacher: nn.Module, splits: data.Splits,
-                   cfg: Config | None = None) -> dict[str, list[float]]:
-    """How close the model's attention maps are to the teacher's on the test set: for each
-    kind ("act", "grad") and student stage, the mean over MAP_SIMILARITY_IMAGES test images (a
-    fixed random sample) of the cosine similarity
-    of the two maps (both are unit vectors: their dot product; 1 is the same map). Whether an
-    attention method transferred anything shows here, against the CE student's similarity."""
-    kinds = ("act", "grad")
-    key = (weights_digest(teacher), splits.fingerprint)
-    images, labels = _map_sample(splits)
-    if key not in _teacher_maps:
-        if len(_teacher_maps) >= 2:  # a series alternates between its teacher and a control's
-            _teacher_maps.pop(next(iter(_teacher_maps)))
-        _teacher_maps[key] = _maps(teacher, splits, images, labels, kinds, cfg)
-    own = _maps(model, splits, images, labels, kinds, cfg)
-    return {kind: [float((m * t).sum(1).mean()) for m, t in methods.matched(own[kind], theirs)]
-            for kind, theirs in _teacher_maps[key].items()}
-
-
-def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = None,
-             cfg: Config | None = None, detailed: bool = True) -> dict:
-    """Test-set metrics: accuracy; with `detailed`, also per-class accuracy, the confusion
-    matrix, expected calibration error and, given a teacher, agreement with its predictions
-    and the similarity of the two models' attention maps (`map_similarity`)."""
-    logits = predict(model, splits.x_test, splits, cfg)
-    labels = splits.y_test.cpu()
-    prediction = logits.argmax(1)
-    metrics = {"accuracy": float((prediction == labels).float().mean())}
-    if not detailed:
-        return metrics
-    k = splits.num_classes
-    confusion = torch.bincount(labels * k + prediction, minlength=k * k).view(k, k)
-    metrics["per_class_accuracy"] = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
-    metrics["confusion"] = confusion.tolist()
-    metrics["ece"] = expected_calibration_error(logits.softmax(1), labels)
-    if teacher is not None:
-        metrics["teacher_agreement"] = float((prediction == _teacher_predictions(teacher, splits, cfg)).float().mean())
-        metrics["map_similarity"] = map_similarity(model, teacher, splits, cfg)
-    return metrics

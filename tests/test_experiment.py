@@ -29,7 +29,7 @@ def test_sweep_trains_once_per_value_and_seed_and_records_the_value(synthetic, t
 
 
 def test_sweep_refuses_an_unknown_knob(synthetic):
-    with pytest.raises(ValueError, match="not a kdlib.train.Config field"):
+    with pytest.raises(ValueError, match="not a kdlib.Config field"):
         experiment.sweep("kd", "temprature", [1.0], synthetic, kdlib.Config(), [0], None)
 
 
@@ -104,7 +104,7 @@ def test_reuse_needs_the_same_code_and_compares_the_device_actually_used(synthet
     monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
     experiment.train_method("ce", synthetic, dataclasses.replace(cfg, device="cpu"), [0], **folders)
     assert trained == []  # "auto" is the CPU here: the same run
-    monkeypatch.setattr(kdlib.config, "CODE_VERSION", "a-fixed-bug")
+    monkeypatch.setattr(kdlib.identity, "CODE_VERSION", "a-fixed-bug")
     experiment.train_method("ce", synthetic, cfg, [0], **folders)
     assert trained == [1]  # other code: trained again
 
@@ -156,12 +156,16 @@ def test_seeds_trained_together_keep_a_record_checkpoint_and_share_of_time_each(
     records = results.load(tmp_path / "results")
     assert sorted((r["seed"], r["together"]) for r in records) == [(0, 2), (1, 2), (2, 1)]
     assert all((tmp_path / "ck" / f"student-ce-seed{s}.pt").is_file() for s in (0, 1, 2))
-    # A seed trained in a group is a finished run like any other: resumed, not retrained.
-    again = experiment.train_method("ce", synthetic, cfg, [1, 2], **folders, reuse=True, together=2)
-    assert groups == [[0, 1], [2]] and [r.accuracy for r in again] == [r.accuracy for r in runs[1:]]
+    # The same seeds in the same groups: finished runs, reused, not retrained.
+    again = experiment.train_method("ce", synthetic, cfg, [0, 1, 2], **folders, reuse=True, together=2)
+    assert groups == [[0, 1], [2]] and [r.accuracy for r in again] == [r.accuracy for r in runs]
     table = results.runs(results.load(tmp_path / "results"))
     assert list(table.columns) == results.RUN_COLUMNS and len(table) == 3
     assert table["seconds"].sum() == pytest.approx(sum(r.seconds for r in runs), abs=0.2)
+    # Seeds 1 and 2 as one group are other runs (one stream of dropout masks for both): trained.
+    experiment.train_method("ce", synthetic, cfg, [1, 2], **folders, reuse=True, together=2)
+    assert groups == [[0, 1], [2], [1, 2]]
+    assert [r["group"] for r in results.load(tmp_path / "results")][-2:] == [[1, 2], [1, 2]]
 
 
 def test_a_sweep_chooses_on_validation_and_never_reads_the_test_set(synthetic, tmp_cache, tmp_path):

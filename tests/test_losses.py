@@ -71,7 +71,7 @@ def test_the_attention_term_alone_trains_the_first_convolution(method):
     student, teacher = kdlib.LightNN(), kdlib.DeepNN().eval()
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     recipe = kdlib.methods.get(method)
-    targets = kdlib.train.distillation_targets(teacher, x, y, recipe.needs)
+    targets = kdlib.targets.distillation_targets(teacher, x, y, recipe.needs)
     _, terms = kdlib.methods.apply(recipe, student, x, y, targets, kdlib.Config())
     terms["at"].backward()
     grad = student.features[0].weight.grad

@@ -53,7 +53,7 @@ def test_each_member_gets_exactly_its_own_loss_gradients_and_optimizer_step(meth
     teacher = kdlib.build("DeepNN", seed=9).eval()
     cfg = kdlib.Config(progress=False)
     x, y = torch.randn(len(SEEDS) * 5, 3, 32, 32), torch.randint(0, 10, (len(SEEDS) * 5,))
-    targets = train.distillation_targets(teacher, x, y, recipe.needs) if recipe.needs else {}
+    targets = kdlib.targets.distillation_targets(teacher, x, y, recipe.needs) if recipe.needs else {}
 
     members = Members(_models()).train()
     logits, per_member = train.member_losses(train._forward(members, False, recipe.features), recipe,

@@ -125,7 +125,8 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
             "05_act_at_maps.png", "06_accuracy.png", "06_per_class.png", "07_temperature.png",
             "07_kd_weight.png", "07_beta.png"} <= figures
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert [r["method"] for r in rows] == ["teacher", "ce", "kd", "kd_untrained", "ls", "grad_at", "act_at", "kd_grad_at"]
+    assert [r["method"] for r in rows] == ["teacher", "ce", "kd", "kd_untrained", "ls", "grad_at", "act_at", "kd_grad_at",
+                                                 "cosine", "regressor"]
     assert "| kd_grad_at |" in done.stdout
     # Every training run, sweeps included, once in runs.csv, with its seconds.
     every_run = list(csv.DictReader(open(out / "runs.csv")))

@@ -61,10 +61,10 @@ def test_01_takes_a_published_teacher_instead_of_training(trained, synthetic, tm
     run = experiment.train_teacher(synthetic, cfg, tmp_path / "results", tmp_path / "ck", weights=out)
     assert run.config.epochs == 2 and run.history == record["history"] and run.seconds == 0
     (adopted,) = results.load(tmp_path / "results")
-    assert adopted["published"] == str(out) and adopted["weights"] == kdlib.train.weights_digest(run.model)
+    assert adopted["published"] == str(out) and adopted["weights"] == kdlib.files.weights_digest(run.model)
     # The student notebooks load it like a trained one.
     teacher = experiment.load_teacher(tmp_path / "ck", synthetic)
-    assert kdlib.train.weights_digest(teacher) == adopted["weights"]
+    assert kdlib.files.weights_digest(teacher) == adopted["weights"]
 
 
 def test_the_series_checks_the_published_teacher_before_anything_runs(tmp_path):

@@ -153,7 +153,7 @@ def test_transfer_says_whether_each_attention_method_moved_its_maps_towards_the_
     table = results.map_similarity(records).set_index("method")
     assert "kd_untrained" not in table.index  # measured against another teacher
     assert table.loc["act_at", "act 1"] == pytest.approx(0.96) and table.loc["ce", "act 1"] == pytest.approx(0.91)
-    act_line, grad_line = results.transfer(records)
+    grad_line, act_line = results.transfer(records)  # in the series order (kdlib.methods.ORDER)
     assert act_line.startswith("act_at") and "0.960 / 0.990" in act_line and "did transfer" in act_line
     assert grad_line.startswith("grad_at") and "did not take hold" in grad_line
 

@@ -7,7 +7,7 @@ import torch
 
 import kdlib
 from kdlib import config, experiment, train
-from kdlib.train import Config
+from kdlib.config import Config
 
 
 class Interrupted(Exception):
@@ -16,13 +16,13 @@ class Interrupted(Exception):
 
 def _interrupt_after(monkeypatch, epoch):
     """Make the engine stop right after `epoch` has finished (and its state is written)."""
-    real = train._report
+    real = train._show
 
-    def report(label, row, epochs, elapsed):
-        real(label, row, epochs, elapsed)
+    def show(bar, label, row, epochs, elapsed):
+        real(bar, label, row, epochs, elapsed)
         if row["epoch"] == epoch:
             raise Interrupted
-    monkeypatch.setattr(train, "_report", report)
+    monkeypatch.setattr(train, "_show", show)
 
 
 def _without_seconds(history):
@@ -36,7 +36,8 @@ def _assert_same(a, b):
     assert a.metrics["accuracy"] == b.metrics["accuracy"]
 
 
-@pytest.mark.parametrize("method, views", [("kd", 2), ("ce", 0)])  # fixed views; fresh views (the teacher's)
+# fixed views; fresh views (the teacher's); a method with its own trained module (the regressor's state)
+@pytest.mark.parametrize("method, views", [("kd", 2), ("ce", 0), ("regressor", 2)])
 def test_an_interrupted_run_continues_to_exactly_the_uninterrupted_result(method, views, synthetic, tmp_path,
                                                                           tmp_cache, monkeypatch):
     cfg = Config(epochs=3, batch_size=64, views=views, amp="off", progress=False)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import kdlib
-from kdlib import train
-from kdlib.train import CheckpointError, Config
+from kdlib.checkpoints import CheckpointError
+from kdlib.config import Config
 
 
 def test_ce_training_learns_the_synthetic_task(synthetic):
@@ -31,19 +31,35 @@ def test_every_method_trains_and_reports_its_terms(method, synthetic, fast_cfg, 
     assert 0 <= metrics["accuracy"] <= 1 and len(metrics["per_class_accuracy"]) == 10
     assert 0 <= metrics["teacher_agreement"] <= 1 and 0 <= metrics["ece"] <= 1
     assert sum(map(sum, metrics["confusion"])) == len(synthetic.y_test)
-    expected_terms = {"ce": {"ce"}, "kd": {"ce", "kd"}, "grad_at": {"ce", "at"},
-                      "act_at": {"ce", "at"}, "kd_grad_at": {"ce", "kd", "at"}, "ls": {"ce"}}[method]
+    expected_terms = {"ce": {"ce"}, "kd": {"ce", "kd"}, "kd_untrained": {"ce", "kd"}, "grad_at": {"ce", "at"},
+                      "act_at": {"ce", "at"}, "kd_grad_at": {"ce", "kd", "at"}, "ls": {"ce"},
+                      "cosine": {"ce", "feat"}, "regressor": {"ce", "feat"}}[method]
     assert {k[5:] for k in run.history[0] if k.startswith("loss_")} == expected_terms
+
+
+def test_cached_features_are_the_teachers_hint_stage_on_exactly_that_view(synthetic, tmp_cache):
+    teacher = kdlib.build("DeepNN", seed=1).eval()
+    cfg = Config(views=3, progress=False, amp="off")
+    targets = kdlib.targets.teacher_targets(teacher, synthetic, cfg, needs=("feat",))
+    assert targets.feat.shape == (600, 3, 32 * 8 * 8) and targets.feat.dtype == torch.float16
+    assert targets.logits is None and not targets.grad  # only what was asked for: the gradient pass is not run
+    index, view = torch.tensor([3, 11]), torch.tensor([1, 2])
+    x = kdlib.data.view_batch(synthetic, index, targets.views[index, view], True, torch.device("cpu"))
+    _, stages = kdlib.forward_features(teacher, x)
+    torch.testing.assert_close(targets.gather(index, view)["feat"], stages[1].flatten(1), rtol=1e-3, atol=1e-3)
+    # Another request (the maps) does not take the feature-only cache for its own, nor the reverse.
+    maps = kdlib.targets.teacher_targets(teacher, synthetic, cfg, needs=("act",))
+    assert maps.feat is None and maps.act and kdlib.targets.teacher_targets(teacher, synthetic, cfg, needs=("feat",)).feat is not None
 
 
 def test_cached_targets_are_the_teachers_outputs_on_exactly_that_view(synthetic, tmp_cache):
     teacher = kdlib.build("DeepNN", seed=1).eval()
     cfg = Config(views=3, progress=False)
-    targets = train.teacher_targets(teacher, synthetic, cfg)
+    targets = kdlib.targets.teacher_targets(teacher, synthetic, cfg)
     assert targets.logits.shape == (600, 3, 10) and targets.grad[0].shape == (600, 3, 256)
     index, view = torch.tensor([5, 17]), torch.tensor([2, 0])
-    x = kdlib.targets.view_batch(synthetic, index, targets.views[index, view], True, torch.device("cpu"))
-    live = train.distillation_targets(teacher, x, synthetic.y_train[index], ("logits", "act", "grad"))
+    x = kdlib.data.view_batch(synthetic, index, targets.views[index, view], True, torch.device("cpu"))
+    live = kdlib.targets.distillation_targets(teacher, x, synthetic.y_train[index], ("logits", "act", "grad"))
     gathered = targets.gather(index, view)
     torch.testing.assert_close(gathered["logits"], live["logits"], rtol=1e-4, atol=1e-4)
     for name in ("act", "grad"):
@@ -161,7 +177,7 @@ def test_kd_students_of_different_teachers_differ(synthetic, fast_cfg, tmp_cache
 def test_fit_refuses_targets_made_for_other_views_data_or_teacher(synthetic, tmp_cache):
     teacher = kdlib.build("DeepNN", seed=1)
     cfg = Config(epochs=1, batch_size=100, views=2, progress=False)
-    targets = train.teacher_targets(teacher, synthetic, cfg)
+    targets = kdlib.targets.teacher_targets(teacher, synthetic, cfg)
     cases = [(synthetic, Config(epochs=1, views=3, progress=False), teacher, "other views"),
              (synthetic, Config(epochs=1, views=2, view_seed=5, progress=False), teacher, "other views"),
              (synthetic, Config(epochs=1, views=2, augment=False, progress=False), teacher, "other views"),
@@ -175,17 +191,17 @@ def test_fit_refuses_targets_made_for_other_views_data_or_teacher(synthetic, tmp
 def test_cached_targets_are_kept_apart_by_precision(synthetic, tmp_cache):
     teacher, small = kdlib.build("DeepNN", seed=1), synthetic.subset(32)
     for amp in ("off", "bf16", "off"):
-        train.teacher_targets(teacher, small, Config(views=1, amp=amp, progress=False))
+        kdlib.targets.teacher_targets(teacher, small, Config(views=1, amp=amp, progress=False))
     assert len(list((tmp_cache / "targets").glob("*.pt"))) == 2
 
 
 def test_a_damaged_target_cache_is_computed_again_with_a_warning(synthetic, tmp_cache):
     teacher, cfg = kdlib.build("DeepNN", seed=1), Config(views=1, progress=False)
-    first = train.teacher_targets(teacher, synthetic, cfg)
+    first = kdlib.targets.teacher_targets(teacher, synthetic, cfg)
     (cached,) = (tmp_cache / "targets").glob("*.pt")
     cached.write_bytes(cached.read_bytes()[:1000])  # truncated
     with pytest.warns(UserWarning, match="could not be read"):
-        again = train.teacher_targets(teacher, synthetic, cfg)
+        again = kdlib.targets.teacher_targets(teacher, synthetic, cfg)
     torch.testing.assert_close(again.logits, first.logits)
 
 
@@ -198,7 +214,7 @@ def test_a_damaged_target_cache_is_computed_again_with_a_warning(synthetic, tmp_
 def test_config_checks_types_and_ranges(bad, message):
     if message is None:  # a device string is checked where it is used
         with pytest.raises(kdlib.checks.ParameterError, match="not a device name"):
-            train.resolve_device(Config(**bad).device)
+            kdlib.config.resolve_device(Config(**bad).device)
         return
     with pytest.raises(kdlib.checks.ParameterError, match=message):
         Config(**bad)
@@ -232,12 +248,12 @@ def test_a_planted_checkpoint_runs_no_code(tmp_path, unsafe_torch_default):
 
 def test_a_planted_target_cache_runs_no_code(synthetic, tmp_cache, tmp_path, unsafe_torch_default):
     teacher, cfg = kdlib.build("DeepNN", seed=1), Config(views=1, progress=False)
-    train.teacher_targets(teacher, synthetic, cfg)
+    kdlib.targets.teacher_targets(teacher, synthetic, cfg)
     (cached,) = (tmp_cache / "targets").glob("*.pt")
     marker = tmp_path / "ran"
     torch.save({"views": _Planted(marker)}, cached)
     with pytest.warns(UserWarning, match="could not be read"):
-        train.teacher_targets(teacher, synthetic, cfg)
+        kdlib.targets.teacher_targets(teacher, synthetic, cfg)
     assert not marker.exists()
 
 
@@ -256,7 +272,7 @@ def test_a_checkpoint_with_an_edited_header_is_refused(tmp_path, header, message
 
 def test_fit_refuses_targets_without_what_the_method_needs(synthetic, tmp_cache):
     teacher, cfg = kdlib.build("DeepNN", seed=1), Config(epochs=1, views=1, progress=False)
-    logits_only = train.teacher_targets(teacher, synthetic, cfg, needs=("logits",))
+    logits_only = kdlib.targets.teacher_targets(teacher, synthetic, cfg, needs=("logits",))
     assert logits_only.grad == [] and logits_only.act == []
     kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "kd", teacher, cfg, targets=logits_only)
     with pytest.raises(ValueError, match="needs no 'act'"):
@@ -266,7 +282,7 @@ def test_fit_refuses_targets_without_what_the_method_needs(synthetic, tmp_cache)
 def test_map_similarity_is_one_for_the_teacher_itself_and_rises_with_attention_transfer(synthetic, tmp_cache):
     splits = synthetic.subset(400, 100)
     teacher = kdlib.fit(kdlib.build("DeepNN", seed=1), splits, "ce", cfg=Config(epochs=2, progress=False)).model
-    itself = train.map_similarity(teacher, teacher, splits)
+    itself = kdlib.evaluation.map_similarity(teacher, teacher, splits)
     assert set(itself) == {"act", "grad"} and all(v == pytest.approx(1.0, abs=1e-3) for v in sum(itself.values(), []))
     cfg = Config(epochs=3, batch_size=50, views=1, beta=1000.0, progress=False)
     ce = kdlib.fit(kdlib.build("LightNN", seed=0), splits, "ce", teacher, cfg)

@@ -1,0 +1,122 @@
+"""What a trained model does on held-out images: its predictions, its attention maps, and
+the test-set metrics every record holds.
+
+    predict(model, images, splits)                  -> logits
+    attention_maps(model, splits, images, labels)   -> per-stage maps, for pictures
+    evaluate(model, splits, teacher)                -> accuracy, per class, confusion, ECE, agreement, map similarity
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import data, methods
+from .config import Config, autocast, precision, resolve_device
+from .files import weights_digest
+from .losses import expected_calibration_error
+from .targets import distillation_targets
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, splits: data.Splits, cfg: Config | None = None,
+            batch_size: int = 1000) -> torch.Tensor:
+    """Logits (float32, on the CPU) for uint8 images, in eval mode."""
+    cfg = cfg or Config()
+    device = resolve_device(cfg.device)
+    model = model.to(device, memory_format=torch.channels_last)
+    was_training = model.training
+    model.eval()
+    out = []
+    for chunk in images.split(batch_size):
+        x = data.normalize(chunk.to(device), splits.mean, splits.std)
+        with autocast(device, cfg.amp):
+            out.append(model(x).float())
+    model.train(was_training)
+    return torch.cat(out).cpu()  # one copy to the host, not one (and a sync) per chunk
+
+
+def attention_maps(model: nn.Module, splits: data.Splits, images: torch.Tensor,
+                   labels: torch.Tensor, kind: str = "act", cfg: Config | None = None,
+                   batch_size: int = 500) -> list[torch.Tensor]:
+    """Per-stage attention maps (N, H*W) of `model` for uint8 images, in eval mode: "act" for
+    squared activations, "grad" for the gradient of the CE loss at the true labels."""
+    if kind not in ("act", "grad"):
+        raise ValueError(f"kind must be 'act' or 'grad', not {kind!r}.")
+    return _maps(model, splits, images, labels, (kind,), cfg, batch_size)[kind]
+
+
+def _maps(model, splits, images, labels, kinds, cfg=None, batch_size: int = 500) -> dict[str, list[torch.Tensor]]:
+    """`attention_maps` of several kinds from one pass over the images."""
+    device = resolve_device((cfg or Config()).device)
+    model = model.to(device, memory_format=torch.channels_last)
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for x, y in zip(images.split(batch_size), labels.split(batch_size)):
+        x = data.normalize(x.to(device), splits.mean, splits.std)
+        chunks.append(distillation_targets(model, x, y.to(device), kinds))
+    model.train(was_training)
+    return {kind: [torch.cat(stage).cpu() for stage in zip(*(c[kind] for c in chunks))] for kind in kinds}
+
+
+MAP_SIMILARITY_IMAGES = 2000  # a fixed random sample of the test set: a mean cosine needs no more
+_teacher_maps: dict = {}  # the last two teachers' maps of that sample: every student of a series shares them
+
+
+def _map_sample(splits: data.Splits) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(splits.y_test)
+    if n <= MAP_SIMILARITY_IMAGES:
+        return splits.x_test, splits.y_test
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:MAP_SIMILARITY_IMAGES].sort().values
+    return splits.x_test[index.to(splits.x_test.device)], splits.y_test[index.to(splits.y_test.device)]
+_teacher_classes: dict = {}  # and its test-set predictions (a DeepNN pass over 10,000 images: ~3 s of CPU)
+
+
+def _teacher_predictions(teacher: nn.Module, splits: data.Splits, cfg: Config) -> torch.Tensor:
+    key = (weights_digest(teacher), splits.fingerprint, precision(resolve_device(cfg.device), cfg.amp))
+    if key not in _teacher_classes:
+        _teacher_classes.clear()
+        _teacher_classes[key] = predict(teacher, splits.x_test, splits, cfg).argmax(1)
+    return _teacher_classes[key]
+
+
+def map_similarity(model: nn.Module, teacher: nn.Module, splits: data.Splits,
+                   cfg: Config | None = None) -> dict[str, list[float]]:
+    """How close the model's attention maps are to the teacher's on the test set: for each
+    kind ("act", "grad") and student stage, the mean over MAP_SIMILARITY_IMAGES test images (a
+    fixed random sample) of the cosine similarity
+    of the two maps (both are unit vectors: their dot product; 1 is the same map). Whether an
+    attention method transferred anything shows here, against the CE student's similarity."""
+    kinds = ("act", "grad")
+    key = (weights_digest(teacher), splits.fingerprint)
+    images, labels = _map_sample(splits)
+    if key not in _teacher_maps:
+        if len(_teacher_maps) >= 2:  # a series alternates between its teacher and a control's
+            _teacher_maps.pop(next(iter(_teacher_maps)))
+        _teacher_maps[key] = _maps(teacher, splits, images, labels, kinds, cfg)
+    own = _maps(model, splits, images, labels, kinds, cfg)
+    return {kind: [float((m * t).sum(1).mean()) for m, t in methods.matched(own[kind], theirs)]
+            for kind, theirs in _teacher_maps[key].items()}
+
+
+def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = None,
+             cfg: Config | None = None, detailed: bool = True) -> dict:
+    """Test-set metrics: accuracy; with `detailed`, also per-class accuracy, the confusion
+    matrix, expected calibration error and, given a teacher, agreement with its predictions
+    and the similarity of the two models' attention maps (`map_similarity`)."""
+    logits = predict(model, splits.x_test, splits, cfg)
+    labels = splits.y_test.cpu()
+    prediction = logits.argmax(1)
+    metrics = {"accuracy": float((prediction == labels).float().mean())}
+    if not detailed:
+        return metrics
+    k = splits.num_classes
+    confusion = torch.bincount(labels * k + prediction, minlength=k * k).view(k, k)
+    metrics["per_class_accuracy"] = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
+    metrics["confusion"] = confusion.tolist()
+    metrics["ece"] = expected_calibration_error(logits.softmax(1), labels)
+    if teacher is not None:
+        metrics["teacher_agreement"] = float((prediction == _teacher_predictions(teacher, splits, cfg)).float().mean())
+        metrics["map_similarity"] = map_similarity(model, teacher, splits, cfg)
+    return metrics

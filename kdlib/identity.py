@@ -1,0 +1,70 @@
+"""What a run is, said once: the identity stored with every record and checkpoint, and every
+match and key derived from it.
+
+    of(cfg, splits, teacher, recipe, group)  -> dict   stored in records and checkpoints
+    matches(saved, wanted)                   -> bool   reuse: a finished run is taken only if equal
+    compared(record)                         -> dict   what a table may not mix (results.comparable)
+    key(*parts)                              -> str    epoch states and caches are named by it
+
+A run's result depends on its settings (`Config`, without the display-only fields and with
+the device and precision it resolved to), the code that trained it (CODE_VERSION), the data's
+content, its teacher's weights, the recipe it was trained with (a control such as
+"kd_untrained" is the recipe "kd" with another teacher) and the seeds it was trained together
+with (stacked seeds share one stream of dropout masks, `kdlib.members`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from .config import Config, precision, resolve_device
+from .files import digest_text, source_digest, weights_digest
+
+# The modules whose code decides a result; any change to their code (not their comments)
+# makes earlier runs, caches and epoch states other runs.
+CODE_VERSION = source_digest(*(Path(__file__).with_name(f"{m}.py") for m in (
+    "config", "data", "evaluation", "losses", "members", "methods", "models", "targets", "train")))
+# The decoder's own version, in the decoded-image cache's key: a fix to decoding applies at once.
+DATA_CODE_VERSION = source_digest(Path(__file__).with_name("data.py"))
+
+DISPLAY_ONLY = ("progress", "device", "amp")  # replaced by device_type and precision, or no effect
+# What tables compare besides the teacher and the shared settings. Not the group: seeds trained
+# together differ from seeds trained apart in their dropout masks only, a draw as fair as another.
+COMPARED = ("source", "data", "n_train", "n_test", "device_type", "precision", "code")
+
+
+def settings(cfg: Config) -> dict:
+    """The Config fields that decide a result."""
+    return {k: v for k, v in asdict(cfg).items() if k not in DISPLAY_ONLY}
+
+
+def of(cfg: Config, splits=None, teacher=None, recipe: str | None = None, group=None) -> dict:
+    """A run's identity: its settings, device type, precision and code; with `splits`, the
+    data's content and sizes; the teacher's weights (None: no teacher); the recipe; and
+    `group`, the seeds it was trained with as one stacked network (itself alone by default)."""
+    device = resolve_device(cfg.device)
+    out = {"settings": settings(cfg), "device_type": device.type, "precision": precision(device, cfg.amp),
+           "code": CODE_VERSION, "teacher": None if teacher is None else weights_digest(teacher)}
+    if splits is not None:
+        out.update(source=splits.source, data=splits.fingerprint, n_train=len(splits.y_train),
+                   n_test=len(splits.y_test))
+    if recipe is not None:
+        out["recipe"] = recipe
+    out["group"] = sorted(group) if group is not None else [cfg.seed]
+    return out
+
+
+def matches(saved: dict, wanted: dict) -> bool:
+    """Whether a record or checkpoint's stored identity is exactly `wanted`."""
+    return all(saved.get(k) == v for k, v in wanted.items())
+
+
+def compared(rec: dict) -> dict:
+    """The identity fields of a record that a table may not mix (see results.comparable)."""
+    return {k: rec.get(k) for k in COMPARED}
+
+
+def key(*parts) -> str:
+    """A short name for what `parts` (identities, digests, plain values) describe."""
+    return digest_text(*parts)
