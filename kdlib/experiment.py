@@ -13,11 +13,11 @@ from . import checks, identity, published, results
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import Config, describe_device, resolve_device
 from .data import Splits
+from .evaluation import evaluate
 from .files import weights_digest
 from .methods import get as get_method
 from .models import build, student_architecture, teacher_architecture
 from .targets import teacher_targets
-from .evaluation import evaluate
 from .train import Run, fit, fit_together
 
 TEACHER_FILE = "teacher.pt"

@@ -18,10 +18,11 @@ def test_estimates_come_from_the_bench_when_there_is_one_else_from_the_h100_run(
     fast = {"workloads": {"teacher CE": {"kdlib_s": 1.0, "targets_s": 0.0},
                           "student CE": {"kdlib_s": 0.1, "targets_s": 0.0},
                           "student KD": {"kdlib_s": 0.1, "targets_s": 3.0}}}
-    assert gpujob.estimate("full", fast) == pytest.approx(60 + 30 * 1.0 + 30 * 30 * (0.1 + 0.1 + 0.1) / 2)
+    assert gpujob.STUDENT_RUNS["full"] == 3 * 9 + 9  # every method and control x 3 seeds, 9 sweep runs
+    assert gpujob.estimate("full", fast) == pytest.approx(60 + 30 * 1.0 + 36 * 30 * (0.1 + 0.1 + 0.1) / 2)
     assert from_h100 > gpujob.estimate("full", fast)
     assert gpujob.plan(7, fast, set(), smoke=False) == ["bench", "full", "publish"]  # reference no longer fits
-    assert gpujob.plan(5, fast, set(), smoke=False) == ["bench", "reference", "publish"]  # the full run would not
+    assert gpujob.plan(5.5, fast, set(), smoke=False) == ["bench", "reference", "publish"]  # the full run would not
 
 
 def test_the_gpu_job_runs_every_stage_resumes_and_publishes(tmp_path):
