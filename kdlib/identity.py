@@ -3,7 +3,7 @@ match and key derived from it.
 
     of(cfg, splits, teacher, recipe, group)  -> dict   stored in records and checkpoints
     matches(saved, wanted)                   -> bool   reuse: a finished run is taken only if equal
-    compared(record)                         -> dict   what a table may not mix (results.comparable)
+    COMPARED                                 (names)   what a table may not mix (results.comparable)
     key(*parts)                              -> str    epoch states and caches are named by it
 
 A run's result depends on its settings (`Config`, without the display-only fields and with
@@ -58,11 +58,6 @@ def of(cfg: Config, splits=None, teacher=None, recipe: str | None = None, group=
 def matches(saved: dict, wanted: dict) -> bool:
     """Whether a record or checkpoint's stored identity is exactly `wanted`."""
     return all(saved.get(k) == v for k, v in wanted.items())
-
-
-def compared(rec: dict) -> dict:
-    """The identity fields of a record that a table may not mix (see results.comparable)."""
-    return {k: rec.get(k) for k in COMPARED}
 
 
 def key(*parts) -> str:

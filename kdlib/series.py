@@ -6,7 +6,7 @@
 Profiles (kdlib.profiles; any parameter can be overridden with -p):
     course    the CPU course (default): the published teacher, students on 5,000 training
               images (5,000 more for validation), 60 epochs x 3 seeds, the controls, sweeps
-              with 2 seeds: within 30 minutes on a 2-core CPU
+              with 2 seeds: about 32 minutes on a 2-core CPU (AMD EPYC, bf16)
     full      the full scale, for a GPU: teacher and students 30 epochs on every image, 3 seeds
     smoke     seconds: synthetic data, one short epoch, for CI
     tutorial  the official tutorial's recipe: Adam 1e-3, 10 epochs, no augmentation, T=2

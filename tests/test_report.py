@@ -26,3 +26,13 @@ def test_the_distillation_lesson_says_whether_kd_beats_ce_and_both_controls():
     assert "beats both controls" in report.distillation(ce + kd + untrained + ls)
     worse = [rec("kd", s, a) for s, a in enumerate([0.62, 0.63, 0.62])]
     assert "does not beat CE beyond seed noise" in report.distillation(ce + worse + untrained + ls)
+
+
+def test_the_feature_methods_are_reported_against_ce_beside_the_tutorials_own_difference():
+    ce = [rec("ce", s, a) for s, a in enumerate([0.62, 0.625, 0.63])]
+    cosine = [rec("cosine", s, a) for s, a in enumerate([0.63, 0.635, 0.64])]    # +1.0 every seed
+    regressor = [rec("regressor", s, a) for s, a in enumerate([0.62, 0.64, 0.62])]  # +0.17, spread
+    lines = report.features(ce + cosine + regressor).split("\n")
+    assert lines[0].startswith("cosine minus CE, paired by seed: +1.00 points") and "beyond seed noise" in lines[0]
+    assert "+1.64, one run each" in lines[0]  # the tutorial's page: 71.50 against 69.86
+    assert lines[1].startswith("regressor minus CE") and "includes zero" in lines[1] and "+0.96" in lines[1]
