@@ -38,6 +38,16 @@ def _pair(records, method, baseline):
     return None if found.empty or found.iloc[0]["n_pairs"] < 2 else found.iloc[0]
 
 
+def _against_ce(records, method) -> str:
+    """The method minus CE, paired by seed, and whether that is beyond seed noise (one seed:
+    the verdict, which says it cannot tell)."""
+    row = _pair(records, method, "ce")
+    if row is None:
+        return results.verdict(records, method)
+    return f"{method} minus CE, paired by seed: {_difference(row)}" + (
+        ": beyond seed noise." if row["beyond_noise"] else ", which includes zero: no difference beyond seed noise.")
+
+
 def teacher(run) -> str:
     """01: the teacher's accuracy, its best and worst classes, its calibration."""
     metrics = run.metrics
@@ -109,9 +119,7 @@ def distillation(records: list[dict]) -> str:
 def attention(records: list[dict], method: str) -> str:
     """04, 05: the attention method against CE and KD, and whether its maps moved towards the
     teacher's beyond what plain KD moves them."""
-    row = _pair(records, method, "ce")
-    lines = [results.verdict(records, method) if row is None else f"{method} minus CE, paired by seed: {_difference(row)}"
-             + (": beyond seed noise." if row["beyond_noise"] else ", which includes zero: no difference beyond seed noise.")]
+    lines = [_against_ce(records, method)]
     similarity = results.map_similarity(records).set_index("method")
     kind = results.MATCHED_MAPS.get(method)
     if kind and method in similarity.index:
@@ -132,10 +140,7 @@ def features(records: list[dict], methods=("cosine", "regressor")) -> str:
     tutorial's own one-run page showed for it (its method minus its CE student)."""
     lines = []
     for method in methods:
-        row = _pair(records, method, "ce")
-        text = (results.verdict(records, method) if row is None else
-                f"{method} minus CE, paired by seed: {_difference(row)}"
-                + (": beyond seed noise." if row["beyond_noise"] else ", which includes zero: no difference beyond seed noise."))
+        text = _against_ce(records, method)
         anchor = results.TUTORIAL.get(method)
         if anchor is not None:
             text += (f" The tutorial's page: {anchor:.2f}% against its CE student's {results.TUTORIAL['ce']:.2f}% "
