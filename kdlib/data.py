@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checks
-from .files import digest, load_tensors, save_tensors
+from .files import digest, load_tensors, save_tensors, source_digest
 
 IMAGE_SIZE = 32
 CROP_PADDING = 4
@@ -40,7 +40,11 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 # normalization="imagenet": the ImageNet statistics the reference notebook normalizes with
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DOWNLOAD_TIMEOUT_S = 20
-VAL_SEED = 1  # draws the validation images (n_val); the training sample has its own draw
+# This decoder's own version, in the decoded-image cache's key: a fix to decoding applies at once.
+DATA_CODE_VERSION = source_digest(__file__)
+VAL_SEED = 1    # draws the validation images (n_val), the same whatever n_train and n_test
+TRAIN_SEED = 0  # draws the training sample (n_train) from the images outside the validation split
+TEST_SEED = 2   # draws the test sample (n_test): its own stream, so that it never moves with n_train or n_val
 
 
 class DataError(RuntimeError):
@@ -68,6 +72,11 @@ class Splits:
     # curves show and what sweeps choose on, so that the test set chooses nothing.
     x_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
+    # Which images of the source's training split these are (None: all of it, in order): what
+    # a teacher's record says it trained on, and what a validation split is checked against.
+    train_index: torch.Tensor | None = None
+    val_index: torch.Tensor | None = None
+    n_source_train: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -104,27 +113,47 @@ class Splits:
         split whole), and n_val validation images held out of the training split before the
         training sample is drawn, so the two never share an image. Random, because an
         ImageFolder lists its images class by class: its first 10,000 images would be two
-        classes only. Fixed, so every run gets the same; without n_val, the training sample
-        is the one earlier versions drew."""
-        generator = torch.Generator().manual_seed(0)
+        classes only. Fixed, so every run gets the same; each draw has its own generator
+        (VAL_SEED, TRAIN_SEED, TEST_SEED), so that one size never moves another's images.
 
-        def sample(n, total):
-            return torch.randperm(total, generator=generator)[:n].sort().values if n is not None and n < total else slice(None)
-
-        pool = torch.arange(len(self.y_train))
+        The normalization statistics are those of every training image outside the
+        validation split, whatever n_train: the images a teacher of this validation split
+        may train on, so that it and its students, on any sample of them, normalise alike."""
+        if self.train_index is not None:
+            raise DataError("subset() of a subset: call it once, on the whole dataset (kdlib.load does).")
+        total = len(self.y_train)
+        pool = torch.arange(total)
         val = None
         if n_val:
-            if n_val >= len(pool):
-                raise DataError(f"n_val={n_val} would hold out all {len(pool)} training images: "
+            if n_val >= total:
+                raise DataError(f"n_val={n_val} would hold out all {total} training images: "
                                 "choose an n_val smaller than the training split.")
-            held_out = torch.randperm(len(pool), generator=torch.Generator().manual_seed(VAL_SEED))
+            held_out = torch.randperm(total, generator=torch.Generator().manual_seed(VAL_SEED))
             val, pool = held_out[:n_val].sort().values, held_out[n_val:].sort().values
-        train = pool[sample(n_train, len(pool))]
-        test = sample(n_test, len(self.y_test))
+        train = pool[_sample(n_train, len(pool), TRAIN_SEED)]
+        test = _sample(n_test, len(self.y_test), TEST_SEED)
+        mean, std = statistics(self.x_train[pool]) if val is not None else (self.mean, self.std)
         return replace(self, x_train=self.x_train[train], y_train=self.y_train[train],
                        x_test=self.x_test[test], y_test=self.y_test[test],
                        x_val=None if val is None else self.x_train[val],
-                       y_val=None if val is None else self.y_train[val])
+                       y_val=None if val is None else self.y_train[val],
+                       mean=mean, std=std, train_index=train, val_index=val, n_source_train=total)
+
+    def check_unseen(self, trained_on: str | None, who: str) -> None:
+        """Refuse a validation split that shares images with what `who` trained on
+        (`trained_on`: its `images_mask`; None: it trained on the whole training split)."""
+        if self.val_index is None:
+            return
+        seen = torch.ones(self.n_source_train, dtype=torch.bool) if trained_on is None else mask_indices(trained_on)
+        if len(seen) != self.n_source_train:
+            raise DataError(f"{who} trained on a training split of {len(seen)} images; this data's has "
+                            f"{self.n_source_train}. Use the data it was trained on, or train it here.")
+        shared = int(seen[self.val_index].sum())
+        if shared:
+            raise DataError(f"{who} trained on {shared} of this run's {len(self.val_index)} validation images, "
+                            "so validation would not be held out from it (what it chooses or teaches "
+                            "has seen them). Use a teacher trained without them (e.g. weights/teacher-tutorial.pt "
+                            "with n_val 5000), set n_val = None, or train the teacher in 01 on this split.")
 
     def showcase(self, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
         """n test images and labels for pictures, one class after another (the first image
@@ -211,7 +240,7 @@ def _extract(archive: Path) -> Path:
                         "folder that holds train/ and test/ directly.")
     # Keyed by content, not path or mtime: a re-copied archive reuses its extraction.
     with open(archive, "rb") as f:
-        key = hashlib.file_digest(f, "sha1").hexdigest()[:10]
+        key = hashlib.file_digest(f, "sha1").hexdigest()[:10]  # Python 3.11 (pyproject's floor)
     name = archive.name
     for suffix in ARCHIVE_SUFFIXES:
         name = name.removesuffix(suffix)
@@ -270,7 +299,6 @@ def _load_image_folder(root: Path, origin: Path | None = None) -> Splits:
     listing = "\n".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
                         for per_class in files.values() for paths in per_class.values()
                         for p in paths)
-    from .identity import DATA_CODE_VERSION  # decoded by this code: a fixed decoder decodes again
     key = hashlib.sha1(f"{root.resolve()}\n{listing}\n{DATA_CODE_VERSION}".encode()).hexdigest()[:12]
     cached = cache_dir() / "decoded" / f"{root.resolve().name}-{key}.pt"
     source = f"ImageFolder {where.name}"
@@ -383,9 +411,45 @@ def synthetic(n_train: int = 2000, n_test: int = 500, num_classes: int = 10, see
 
 
 def _with_statistics(splits: Splits) -> Splits:
-    """Per-channel mean and std of the training images, in [0, 1] units."""
-    x = splits.x_train.float().div_(255).transpose(0, 1).flatten(1)
-    return replace(splits, mean=tuple(x.mean(1).tolist()), std=tuple(x.std(1).tolist()))
+    mean, std = statistics(splits.x_train)
+    return replace(splits, mean=mean, std=std)
+
+
+def statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, 3, H, W), in [0, 1] units (float64 sums,
+    one channel at a time: 45,000 images in float64 at once would be 1.1 GB)."""
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        x = images[:, c].to(torch.float64).div_(255)
+        means.append(float(x.mean()))
+        stds.append(float(x.std()))
+    return tuple(means), tuple(stds)
+
+
+def _sample(n: int | None, total: int, seed: int):
+    """A fixed random sample of n of `total` indices, sorted (all of them: a slice)."""
+    if n is None or n >= total:
+        return slice(None) if n is None or n == total else torch.arange(total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def images_mask(index: torch.Tensor | None, total: int) -> str:
+    """Which of `total` images `index` holds, as compact text (a hex bitmask): what a record
+    stores of the images a model trained on."""
+    mask = torch.zeros(-(-total // 8) * 8, dtype=torch.bool)
+    mask[slice(None) if index is None else index] = True
+    mask[total:] = False
+    place = 2 ** torch.arange(7, -1, -1)
+    packed = (mask.view(-1, 8).long() * place).sum(1)
+    return f"{total}:" + bytes(packed.to(torch.uint8).tolist()).hex()
+
+
+def mask_indices(text: str) -> torch.Tensor:
+    """`images_mask`'s text back to a bool tensor of its `total` images."""
+    total, hex_bits = text.split(":")
+    packed = torch.tensor(list(bytes.fromhex(hex_bits)), dtype=torch.long)
+    bits = (packed[:, None] >> torch.arange(7, -1, -1)) & 1
+    return bits.flatten()[:int(total)].bool()
 
 
 # ----------------------------------------------------------------------------- batches

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import checks, identity, published, results
+from . import checks, data, identity, published, results
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import Config, describe_device, resolve_device
 from .data import Splits
@@ -79,14 +79,17 @@ def needed(method: str, splits: Splits, cfg: Config, seeds, teacher=None, result
 
 
 def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=None,
-                  reuse: bool = False, weights=None, **meta) -> Run:
+                  reuse: bool = False, weights=None, snapshots=(), **meta) -> Run:
     """Train the teacher of `cfg.family` with cross-entropy; save its record (as "teacher") and
     `teacher.pt`, which every student notebook loads. `reuse`: see `train_method`.
 
     weights: a published teacher (`kdlib.published`, e.g. "../weights/teacher-tutorial.pt")
     to take instead of training one: it is checked against this data, measured on its test
     images and saved as this run's teacher, its record carrying the recipe it was trained with
-    and the path it came from (and 0 s of training)."""
+    and the path it came from (and 0 s of training).
+
+    snapshots: epochs after which the teacher's weights are also kept, as
+    `teacher-epochNNN.pt` beside `teacher.pt` (weaker teachers of the same lineage)."""
     path = teacher_path(checkpoint_dir) if checkpoint_dir is not None else None
     if weights is not None:
         run = _published_teacher(weights, splits, cfg)
@@ -101,9 +104,15 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
     architecture = teacher_architecture(cfg.family)
     run = _finished_run("teacher", architecture, splits, cfg, results_dir, path, recipe="ce") if reuse else None
     if run is None:
+        def snapshot(epoch, runs):
+            if epoch in snapshots and path is not None:
+                save_checkpoint(runs[0].model, path.with_name(f"teacher-epoch{epoch:03d}.pt"), method="teacher",
+                                epoch=epoch, history=runs[0].history, images=images, **identity.of(cfg, splits, None, "ce"))
+        images = data.images_mask(splits.train_index, splits.n_source_train or len(splits.y_train))
         run = fit(build(architecture, splits.num_classes, seed=cfg.seed), splits, "ce", cfg=cfg,
-                  state=_state_file(path, reuse), label="teacher")
-        _keep(run, "teacher", splits, None, path, results_dir, {"fresh_views": True, **meta}, recipe="ce")
+                  state=_state_file(path, reuse), label="teacher", on_epoch=snapshot)
+        _keep(run, "teacher", splits, None, path, results_dir, {"fresh_views": True, "images": images, **meta},
+              recipe="ce")
     print(f"teacher: test accuracy {100 * run.accuracy:.2f}% ({run.seconds:.0f} s, {run.device})")
     return run
 

@@ -25,8 +25,6 @@ from .files import digest_text, source_digest, weights_digest
 # makes earlier runs, caches and epoch states other runs.
 CODE_VERSION = source_digest(*(Path(__file__).with_name(f"{m}.py") for m in (
     "config", "data", "evaluation", "losses", "members", "methods", "models", "targets", "train")))
-# The decoder's own version, in the decoded-image cache's key: a fix to decoding applies at once.
-DATA_CODE_VERSION = source_digest(Path(__file__).with_name("data.py"))
 
 DISPLAY_ONLY = ("progress", "device", "amp")  # replaced by device_type and precision, or no effect
 # What tables compare besides the teacher and the shared settings. Not the group: seeds trained

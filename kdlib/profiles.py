@@ -19,7 +19,7 @@ _TRAINING = {name: _CONFIG[name] for name in ("batch_size", "lr", "schedule", "w
                                               "amp", "compile", "eval_every")}
 BASE = {"profile": "interactive", "family": "tutorial", "data": "cifar10", "normalization": "data",
         "n_train": None, "n_val": None, "n_test": None, "teacher_weights": None,
-        "teacher_epochs": 30, "student_epochs": 30, "seeds": [0, 1, 2], **_TRAINING,
+        "teacher_epochs": 30, "teacher_snapshots": [], "student_epochs": 30, "seeds": [0, 1, 2], **_TRAINING,
         "progress": True, "reuse": False,
         # 07_sweeps: one knob at a time, the rest as above
         "sweep_epochs": None, "sweep_seeds": [0], "temperatures": [1.0, 2.0, 4.0, 8.0],
@@ -65,7 +65,7 @@ _RECIPE = ["batch_size", "lr", "schedule", "weight_decay", "augment"]
 _ENGINE = ["device", "amp", "compile", "eval_every", "progress", "reuse"]
 _STUDENTS = ["student_epochs", "seeds", *_RECIPE, "views"]
 NOTEBOOK_PARAMETERS = {
-    "01_teacher.ipynb": [*_DATA, "teacher_epochs", *_RECIPE, *_ENGINE],
+    "01_teacher.ipynb": [*_DATA, "teacher_epochs", "teacher_snapshots", *_RECIPE, *_ENGINE],
     "02_student_baseline.ipynb": [*_DATA, *_STUDENTS, *_ENGINE],
     "03_kd_logits.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", *_ENGINE],
     "04_grad_attention.ipynb": [*_DATA, *_STUDENTS, "beta", *_ENGINE],
@@ -85,6 +85,7 @@ NOTES = {
     "n_test": "a fixed random sample of n test images (None: all 10,000)",
     "teacher_weights": "a published teacher (None: 01 trains one)",
     "teacher_epochs": "when 01 trains the teacher",
+    "teacher_snapshots": "epochs after which 01 also keeps the teacher's weights (teacher-epochNNN.pt)",
     "student_epochs": "",
     "seeds": "one student per seed; the same seeds for every method",
     "batch_size": "",

@@ -71,15 +71,16 @@ class Run:
 
 def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
         teacher: nn.Module | None = None, cfg: Config | None = None,
-        targets: Targets | None = None, state=None, label: str | None = None) -> Run:
+        targets: Targets | None = None, state=None, label: str | None = None, on_epoch=None) -> Run:
     """Train `model` on `splits.x_train` with a method's loss; return a `Run`.
 
     method: a name in kdlib.methods.METHODS ("ce", "kd", "grad_at", "act_at", "kd_grad_at",
     "ls", "cosine", "regressor", ...). teacher: needed by every method that distils (given for
     "ce", it is used for the metrics' agreement with the teacher only). targets: precomputed
     `teacher_targets` for exactly these splits, views and teacher (checked; computed here, or
-    read from the cache, when not given). state, label: an epoch-state file to continue from
-    and keep, and the run's name in progress lines (see `fit_together`).
+    read from the cache, when not given). state, label, on_epoch: an epoch-state file to
+    continue from and keep, the run's name in progress lines, a call after each epoch (see
+    `fit_together`).
 
     The one-cycle schedule (Adam, `cfg.schedule="onecycle"`) steps once per batch: the rate
     rises from lr/25 to lr over the first 30% of steps, then anneals to lr/25e4, and, as
@@ -88,13 +89,13 @@ def fit(model: nn.Module, splits: data.Splits, method: str = "ce",
     epoch is the remainder (smaller), as in any DataLoader without drop_last.
     """
     cfg = cfg or Config()
-    return fit_together([model], splits, method, teacher, cfg, [cfg.seed], targets, state, label)[0]
+    return fit_together([model], splits, method, teacher, cfg, [cfg.seed], targets, state, label, on_epoch)[0]
 
 
 def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce",
                  teacher: nn.Module | None = None, cfg: Config | None = None, seeds=None,
                  targets: Targets | None = None, state: str | os.PathLike | None = None,
-                 label: str | None = None) -> list[Run]:
+                 label: str | None = None, on_epoch=None) -> list[Run]:
     """Train several models of one architecture at once, model i as `fit(models[i], ...,
     replace(cfg, seed=seeds[i]))` would: from its own weights, in its own shuffled order with
     its own views (both drawn from its seed), with its own gradients and Adam state. With more
@@ -108,6 +109,7 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     finished epoch and ends as it would have uninterrupted (bit for bit on the CPU); a state
     of other training is set aside with a message and the run starts afresh. The file is
     removed when the run ends. label: how progress lines name the run (default: the method).
+    on_epoch: called as on_epoch(epoch, runs) after each epoch's history row (snapshots).
 
     Returns a Run per model; each Run's `seconds` is its share (1/N) of the group's wall time.
     """
@@ -152,6 +154,8 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
         if isinstance(net, Members):
             net.write_back()
         _record_epoch(runs, epoch, sums, seconds, splits, cfg)
+        if on_epoch is not None:
+            on_epoch(epoch, runs)
         elapsed = (time.perf_counter() - started) / len(models)
         if state is not None and epoch < cfg.epochs:
             _save_state(state, state_key, epoch, elapsed, *resumable)

@@ -33,7 +33,7 @@ def test_a_decoder_change_decodes_again(tmp_path, tmp_cache, monkeypatch):
     monkeypatch.setattr(data, "_decode", lambda *a: decoded.append(1) or real(*a))
     kdlib.load(root)
     assert decoded == []  # the same decoder: read from the cache
-    monkeypatch.setattr(identity, "DATA_CODE_VERSION", "a-fixed-decoder")
+    monkeypatch.setattr(data, "DATA_CODE_VERSION", "a-fixed-decoder")
     kdlib.load(root)
     assert decoded == [1, 1]  # train and test decoded again
 
