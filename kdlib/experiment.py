@@ -66,16 +66,27 @@ def teacher(splits: Splits, cfg: Config, checkpoint_dir, results_dir=None, weigh
 
 
 def needed(method: str, splits: Splits, cfg: Config, seeds, teacher=None, results_dir=None,
-           checkpoint_dir=None, **options) -> list[Run]:
+           checkpoint_dir=None, **meta) -> list[Run]:
     """Another notebook's runs that this one compares against: taken from the run folder when
     they are there with exactly these settings, data, teacher and code, trained here (saying
     so) when they are not, so that every notebook runs on its own."""
-    found = recorded_accuracies(results_dir, options.get("name", method), splits, cfg, seeds, teacher, recipe=method)
+    found = recorded_accuracies(results_dir, method, splits, cfg, seeds, teacher_of(method, teacher, splits, cfg))
     missing = [seed for seed in seeds if seed not in found]
     if missing:
-        print(f"{options.get('name', method)}: no finished run for seed(s) {missing} in this run folder "
+        print(f"{method}: no finished run for seed(s) {missing} in this run folder "
               "(its notebook has not run here): training it now, with this notebook's parameters.")
-    return train_method(method, splits, cfg, seeds, teacher, results_dir, checkpoint_dir, reuse=True, **options)
+    return train_method(method, splits, cfg, seeds, teacher, results_dir, checkpoint_dir, reuse=True, **meta)
+
+
+def teacher_of(method: str, teacher, splits: Splits, cfg: Config):
+    """Whom `method` learns from, as its declaration says (`Method.teacher`): the run's
+    `teacher`, an untrained teacher of the family, or a published teacher under weights/."""
+    declared = get_method(method).teacher
+    if declared == "run":
+        return teacher
+    if declared == "untrained":
+        return untrained_teacher(splits, cfg)
+    return published.load(published.WEIGHTS_DIR.parent / declared, splits, cfg.family)
 
 
 def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=None,
@@ -93,7 +104,7 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
     path = teacher_path(checkpoint_dir) if checkpoint_dir is not None else None
     if weights is not None:
         run = _published_teacher(weights, splits, cfg)
-        _keep(run, "teacher", splits, None, path, results_dir, {**meta, "published": str(weights)}, recipe="ce")
+        _save_run(run, "teacher", splits, None, path, results_dir, {**meta, "published": str(weights)}, recipe="ce")
         print(f"teacher: the published {Path(weights).name}, test accuracy {100 * run.accuracy:.2f}% "
               f"on this data ({100 * run.model.checkpoint_meta['accuracy']:.2f}% when it was published)")
         return run
@@ -111,8 +122,8 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
         images = data.images_mask(splits.train_index, splits.n_source_train or len(splits.y_train))
         run = fit(build(architecture, splits.num_classes, seed=cfg.seed), splits, "ce", cfg=cfg,
                   state=_state_file(path, reuse), label="teacher", on_epoch=snapshot)
-        _keep(run, "teacher", splits, None, path, results_dir, {"fresh_views": True, "images": images, **meta},
-              recipe="ce")
+        _save_run(run, "teacher", splits, None, path, results_dir, {"fresh_views": True, "images": images, **meta},
+                  recipe="ce")
     print(f"teacher: test accuracy {100 * run.accuracy:.2f}% ({run.seconds:.0f} s, {run.device})")
     return run
 
@@ -130,25 +141,28 @@ def _published_teacher(weights, splits: Splits, cfg: Config) -> Run:
 
 def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
                  results_dir=None, checkpoint_dir=None, reuse: bool = False,
-                 tag: str = "", name: str | None = None, together: int | None = None,
-                 **meta) -> list[Run]:
+                 tag: str = "", together: int | None = None, **meta) -> list[Run]:
     """Train a fresh student of `cfg.family` with `method` once per seed; save records and
-    checkpoints.
+    checkpoints under the method's name.
 
-    The teacher's targets are computed once (or read from the cache) and shared by all seeds.
-    A teacher given to "ce" is used only for the agreement metric, so that the baseline's
-    agreement with the teacher can be compared with the distilled students'.
+    teacher: the run's teacher. The method's declaration says whom it learns from
+    (`teacher_of`): a control such as "kd_untrained" builds its own untrained teacher, so that
+    what is trained is exactly what the tables call it. A teacher given to "ce" (or "ls") is
+    used only for the agreement metric, so that the baseline's agreement with the teacher can
+    be compared with the distilled students'. The teacher's targets are computed once (or read
+    from the cache) and shared by all seeds.
     reuse: take a seed's finished run (checkpoint and record with the same settings, data,
     teacher and code) instead of training it again, so that an interrupted series resumes
     where it stopped. tag: part of the checkpoint's name, for runs of one method with other
-    settings (the sweeps); name: what records and tables call the runs (default: the method),
-    e.g. "kd_untrained" for KD from an untrained teacher; together: how many seeds train at
-    once as one stacked network (`kdlib.train.fit_together`); by default all of them on a GPU,
-    where the student is launch-bound, and one at a time on the CPU, where stacking is slower
-    (1.2-2.5x per seed for three LightNNs on a 2-core EPYC, README); meta: extra fields of the record and
-    checkpoint (a `control` description marks a control run).
+    settings (the sweeps); together: how many seeds train at once as one stacked network
+    (`kdlib.train.fit_together`); by default all of them on a GPU, where the student is
+    launch-bound, and one at a time on the CPU, where stacking is slower (1.2-2.5x per seed for
+    three LightNNs on a 2-core EPYC, README); meta: extra fields of the record and checkpoint.
     """
-    name = name or method
+    recipe = get_method(method)
+    teacher = teacher_of(method, teacher, splits, cfg)
+    if recipe.control:
+        meta = {"control": recipe.control, **meta}
     seeds = list(seeds) if isinstance(seeds, (list, tuple, range)) else seeds
     checks.check({"seeds": seeds}, where="train_method")
     if together is None:
@@ -156,34 +170,36 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     architecture = student_architecture(cfg.family)
 
     def checkpoint(seed):
-        return Path(checkpoint_dir) / f"student-{name}{tag}-seed{seed}.pt" if checkpoint_dir is not None else None
+        return Path(checkpoint_dir) / f"student-{method}{tag}-seed{seed}.pt" if checkpoint_dir is not None else None
 
     # Seeds train in groups of `together`, decided before reuse: a group's seeds share one
     # stream of dropout masks, so a finished group is taken whole or trained whole.
     groups = [seeds[i:i + together] for i in range(0, len(seeds), together)]
     done = {}
     for group in groups if reuse else []:
-        found = {seed: _finished_run(name, architecture, splits, replace(cfg, seed=seed), results_dir,
-                                     checkpoint(seed), teacher, method, group) for seed in group}
+        found = {seed: _finished_run(method, architecture, splits, replace(cfg, seed=seed), results_dir,
+                                     checkpoint(seed), teacher, group) for seed in group}
         if all(found.values()):
             done.update(found)
     reused = set(done)
     pending = [group for group in groups if group[0] not in done]
-    needs = get_method(method).needs
-    targets = teacher_targets(teacher, splits, cfg, needs=needs) if pending and needs and cfg.fixed_views else None
+    targets = teacher_targets(teacher, splits, cfg, needs=recipe.needs) if pending and recipe.needs and cfg.fixed_views else None
     for group in pending:
         students = [build(architecture, splits.num_classes, seed=seed) for seed in group]
         state = _state_file(checkpoint(group[0]), reuse, "+".join(map(str, group)) if len(group) > 1 else "")
         for run in fit_together(students, splits, method, teacher, cfg, group, targets, state,
-                                label=f"{name}{tag} seed {'+'.join(map(str, group))}"):
-            _keep(run, name, splits, teacher, checkpoint(run.config.seed), results_dir, meta, recipe=method)
+                                label=f"{method}{tag} seed {'+'.join(map(str, group))}"):
+            _save_run(run, method, splits, teacher, checkpoint(run.config.seed), results_dir, meta)
             done[run.config.seed] = run
     runs = [done[seed] for seed in seeds]
     for run in runs:
-        shared = f", trained with {run.together - 1} other seed(s)" if run.together > 1 else ""
-        source = f"; its finished run, reused ({checkpoint(run.config.seed).name})" if run.config.seed in reused else ""
-        print(f"{name} seed {run.config.seed}: test accuracy {100 * run.accuracy:.2f}% "
-              f"({run.seconds:.0f} s{shared}, {run.device}{source})")
+        if run.config.seed not in reused:
+            shared = f", trained with {run.together - 1} other seed(s)" if run.together > 1 else ""
+            print(f"{method}{tag} seed {run.config.seed}: test accuracy {100 * run.accuracy:.2f}% "
+                  f"({run.seconds:.0f} s{shared}, {run.device})")
+    if reused:
+        print(f"{method}{tag}: seed(s) {sorted(reused)} taken from this run folder (finished with the same settings, "
+              f"data, teacher and code): test accuracy " + ", ".join(f"{100 * done[s].accuracy:.2f}%" for s in sorted(reused)))
     return runs
 
 
@@ -206,10 +222,11 @@ def untrained_teacher(splits: Splits, cfg: Config):
     return build(teacher_architecture(cfg.family), splits.num_classes, seed=1).eval()
 
 
-def _keep(run: Run, name: str, splits: Splits, teacher, path, results_dir, meta: dict, recipe: str) -> None:
+def _save_run(run: Run, name: str, splits: Splits, teacher, path, results_dir, meta: dict,
+              recipe: str | None = None) -> None:
     """Save a finished run with its identity (`kdlib.identity`): checkpoint first, then record
     (a record with no checkpoint is never taken as finished)."""
-    ident = identity.of(run.config, splits, teacher, recipe, run.group)
+    ident = identity.of(run.config, splits, teacher, recipe or name, run.group)
     if path is not None:
         save_checkpoint(run.model, path, method=name, seed=run.config.seed, accuracy=run.accuracy,
                         **ident, **meta)
@@ -219,7 +236,7 @@ def _keep(run: Run, name: str, splits: Splits, teacher, path, results_dir, meta:
 
 
 def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, results_dir,
-                  path, teacher=None, recipe: str | None = None, group=None, any_group: bool = False) -> Run | None:
+                  path, teacher=None, group=None, any_group: bool = False, recipe: str | None = None) -> Run | None:
     """The recorded run `name` with exactly this identity (settings, data, teacher, recipe,
     code, device type, precision and seeds trained together: `group`, or any with
     `any_group`), rebuilt from its record and checkpoint; None when there is none (then the
@@ -242,14 +259,14 @@ def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, res
 
 
 def recorded_accuracies(results_dir, method: str, splits: Splits, cfg: Config, seeds,
-                        teacher=None, recipe: str | None = None) -> dict[int, float]:
+                        teacher=None) -> dict[int, float]:
     """Test accuracy (%) by seed of the recorded runs of `method` with exactly these settings
     (the seed aside), data, teacher, recipe and code, trained in any group; seeds without
     such a run are absent."""
     records = results.load(results_dir)
     found = {}
     for seed in seeds:
-        wanted = identity.of(replace(cfg, seed=seed), splits, teacher, recipe or method)
+        wanted = identity.of(replace(cfg, seed=seed), splits, teacher, method)
         del wanted["group"]
         for rec in records:
             if rec["method"] == method and identity.matches(rec, wanted):
@@ -290,8 +307,8 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
             for seed in seeds:
                 # Trained in any group: the main run is a fair draw of this point, grouped or not.
                 run = _finished_run(method, student_architecture(cfg.family), splits, replace(point, seed=seed),
-                                    main[0], Path(main[1]) / f"student-{method}-seed{seed}.pt", teacher,
-                                    any_group=True)
+                                    main[0], Path(main[1]) / f"student-{method}-seed{seed}.pt",
+                                    teacher_of(method, teacher, splits, cfg), any_group=True)
                 if run is not None:
                     found[seed] = run
                     print(f"{method} seed {seed}, {parameter} = {value:g}: the main run (student-{method}-seed{seed}.pt), "

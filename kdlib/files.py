@@ -82,16 +82,46 @@ def digest_text(*values) -> str:
     return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:]
+    return tree
+
+
 def source_digest(*paths: str | os.PathLike) -> str:
     """A short hash of Python files' code, without their comments and docstrings: an edited
     comment or docstring keeps it, any change to the code changes it."""
     h = hashlib.sha1()
     for path in paths:
-        tree = ast.parse(Path(path).read_text())
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-                node.body = body[1:]
-        h.update(ast.dump(tree).encode())
+        h.update(ast.dump(_without_docstrings(ast.parse(Path(path).read_text()))).encode())
     return h.hexdigest()[:12]
+
+
+def definitions_digest(source: str, roots) -> str:
+    """A short hash of the module-level definitions of `source` (Python code) that `roots`
+    (names) use, directly or through each other, without comments and docstrings: the code a
+    recipe runs, and none of its neighbours' (a new function or table entry beside it keeps it)."""
+    tree = _without_docstrings(ast.parse(source))
+    defined = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+            defined[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                if isinstance(target, ast.Name):
+                    defined[target.id] = node
+    used, todo = set(), [r for r in roots if r in defined]
+    while todo:
+        name = todo.pop()
+        if name in used:
+            continue
+        used.add(name)
+        todo += [n.id for n in ast.walk(defined[name])  # names read (a class's field of the same name is not)
+                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in defined]
+    missing = sorted(set(roots) - set(defined))
+    if missing:
+        raise ValueError(f"definitions_digest: {missing} are not defined at the top of the module.")
+    return hashlib.sha1("".join(ast.dump(defined[name]) for name in sorted(used)).encode()).hexdigest()[:12]

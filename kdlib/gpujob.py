@@ -40,14 +40,24 @@ from pathlib import Path
 
 from .files import write_text
 from .methods import METHODS
+from .profiles import PROFILES, at_smoke_scale, sweep_runs
 
 STAGES = ["bench", "full", "reference", "publish"]
 REPOSITORY = Path(__file__).resolve().parent.parent
 H100_RUNS = REPOSITORY / "published" / "full-h100-2026-11-25" / "runs.csv"
-# Student runs per profile (the 2026-11-25 run had no controls, feature methods or sweeps):
-# every method of kdlib.methods (controls included) x 3 seeds, and 9 sweep runs.
-STUDENT_RUNS = {"full": 3 * len(METHODS) + 9, "reference": 3 * len(METHODS) + 9}
-EPOCHS = {"full": (30, 30), "reference": (10, 10)}  # teacher, students
+
+
+def student_runs(stage: str) -> int:
+    """The student runs a stage's profile trains: every method of kdlib.methods (controls
+    included) per seed, and 07's sweep runs."""
+    params = PROFILES[stage]
+    return len(params["seeds"]) * len(METHODS) + sweep_runs(params)
+
+
+def epochs(stage: str) -> tuple[int, int]:
+    """The teacher's epochs (0: the profile takes a published teacher) and each student's."""
+    params = PROFILES[stage]
+    return (0 if params["teacher_weights"] else params["teacher_epochs"]), params["student_epochs"]
 
 
 def estimate(stage: str, bench: dict | None, smoke: bool = False) -> float:
@@ -60,7 +70,7 @@ def estimate(stage: str, bench: dict | None, smoke: bool = False) -> float:
         return 10.0
     if stage == "bench":
         return 150.0  # one epoch per workload on each side; the tutorial's side dominates
-    teacher_epochs, student_epochs = EPOCHS[stage]
+    teacher_epochs, student_epochs = epochs(stage)
     if bench:
         rows = bench["workloads"]
         teacher = rows["teacher CE"]["kdlib_s"]
@@ -72,7 +82,7 @@ def estimate(stage: str, bench: dict | None, smoke: bool = False) -> float:
         students = [float(r["seconds"]) / float(r["epochs"]) for r in runs[1:]]
         student = sum(students) / len(students)
     overhead = 60.0  # kernel starts, data decoding, figures
-    return overhead + teacher_epochs * teacher + STUDENT_RUNS[stage] * student_epochs * student
+    return overhead + teacher_epochs * teacher + student_runs(stage) * student_epochs * student
 
 
 def plan(minutes: float | None, bench: dict | None, done: set[str], smoke: bool) -> list[str]:
@@ -102,11 +112,8 @@ def run_stage(stage: str, out: Path, args) -> None:
     elif stage in ("full", "reference"):
         from . import series
         overrides = [("data", data)]
-        if args.smoke:  # the stage's own profile, at smoke scale
-            overrides += [(k, str(v)) for k, v in series.PROFILES["smoke"].items()
-                          if k in ("n_train", "n_val", "n_test", "teacher_epochs", "student_epochs", "views",
-                                   "batch_size", "temperatures", "kd_weights", "betas", "sweep_seeds")]
-            overrides += [("seeds", "[0]" if stage == "full" else "[42]")]
+        if args.smoke:  # the stage's own profile at smoke scale, its shape kept (family, validation split)
+            overrides = [(k, repr(v)) for k, v in at_smoke_scale(stage).items() if v != PROFILES[stage][k]]
         series.run(stage, folder, overrides, resume=folder.is_dir() and series.holds_run(folder))
         for checkpoint in (folder / "checkpoints").rglob("*.pt"):  # what comes back: the teacher only
             if checkpoint.name != "teacher.pt":
@@ -170,7 +177,10 @@ def main(argv=None) -> None:
     print(f"kdlib.gpujob: {out}; done already: {sorted(done) or 'nothing'}; estimates (seconds):", flush=True)
     for stage in plan(args.minutes, None, done, args.smoke):
         if stage != "bench" and bench_file.is_file() and args.minutes:  # re-plan with this GPU's bench
-            left = args.minutes * 60 - (time.perf_counter() - started)
+            # At smoke scale the budget counts the stages' estimates, not the clock: what runs
+            # must not depend on how fast the machine running the tests is.
+            used = sum(estimate(s, None, True) for s in spent) if args.smoke else time.perf_counter() - started
+            left = args.minutes * 60 - used
             bench = json.loads(bench_file.read_text())
             if stage != "publish" and estimate(stage, bench, args.smoke) > left:
                 print(f"== {stage}: the bench says it needs about {estimate(stage, bench, args.smoke):.0f} s, "

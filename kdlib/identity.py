@@ -7,24 +7,41 @@ match and key derived from it.
     key(*parts)                              -> str    epoch states and caches are named by it
 
 A run's result depends on its settings (`Config`, without the display-only fields and with
-the device and precision it resolved to), the code that trained it (CODE_VERSION), the data's
-content, its teacher's weights, the recipe it was trained with (a control such as
-"kd_untrained" is the recipe "kd" with another teacher) and the seeds it was trained together
-with (stacked seeds share one stream of dropout masks, `kdlib.members`).
+the device and precision it resolved to), the engine's code (ENGINE_CODE) and its own recipe's
+(`recipe_code`: the definitions in methods.py that its loss uses, so that a new method beside
+it changes nothing of it), the data's content, its teacher's weights, the recipe it was trained
+with and the seeds it was trained together with (stacked seeds share one stream of dropout
+masks, `kdlib.members`). The teacher's cached targets depend on less: TARGETS_CODE.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 
 from .config import Config, precision, resolve_device
-from .files import digest_text, source_digest, weights_digest
+from .files import definitions_digest, digest_text, source_digest, weights_digest
 
-# The modules whose code decides a result; any change to their code (not their comments)
-# makes earlier runs, caches and epoch states other runs.
-CODE_VERSION = source_digest(*(Path(__file__).with_name(f"{m}.py") for m in (
-    "config", "data", "evaluation", "losses", "members", "methods", "models", "targets", "train")))
+_HERE = Path(__file__).parent
+# The engine: any change to its code (not its comments) makes earlier runs and epoch states other runs.
+ENGINE_CODE = source_digest(*(_HERE / f"{m}.py" for m in (
+    "config", "data", "evaluation", "losses", "members", "models", "targets", "train")))
+# What computes the teacher's targets (their cache key; the student's engine and recipes are not in it).
+TARGETS_CODE = source_digest(*(_HERE / f"{m}.py" for m in ("config", "data", "losses", "models", "targets")))
+
+
+@lru_cache(maxsize=None)
+def recipe_code(recipe: str, source: str | None = None) -> str:
+    """The code of one method: the definitions of methods.py (or `source`) that its loss, its
+    head and the loss path (`member_losses`) use, and its declaration's fields that decide
+    training (needs, features, teacher)."""
+    from .methods import get
+    method = get(recipe)
+    roots = ["member_losses", method.loss.__name__, *([method.head.__name__] if method.head else [])]
+    code = definitions_digest(source or (_HERE / "methods.py").read_text(), roots)
+    return digest_text(code, list(method.needs), method.features, method.teacher)[:12]
+
 
 DISPLAY_ONLY = ("progress", "device", "amp")  # replaced by device_type and precision, or no effect
 # What tables compare besides the teacher and the shared settings. Not the group: seeds trained
@@ -43,12 +60,13 @@ def of(cfg: Config, splits=None, teacher=None, recipe: str | None = None, group=
     `group`, the seeds it was trained with as one stacked network (itself alone by default)."""
     device = resolve_device(cfg.device)
     out = {"settings": settings(cfg), "device_type": device.type, "precision": precision(device, cfg.amp),
-           "code": CODE_VERSION, "teacher": None if teacher is None else weights_digest(teacher)}
+           "code": ENGINE_CODE, "teacher": None if teacher is None else weights_digest(teacher)}
     if splits is not None:
         out.update(source=splits.source, data=splits.fingerprint, n_train=len(splits.y_train),
                    n_test=len(splits.y_test))
     if recipe is not None:
         out["recipe"] = recipe
+        out["recipe_code"] = recipe_code(recipe)
     out["group"] = sorted(group) if group is not None else [cfg.seed]
     return out
 

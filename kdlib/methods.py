@@ -67,6 +67,11 @@ class Method:
     transfers: str = ""     # the kind of attention map it matches to the teacher's ("act", "grad")
     head: Callable | None = None  # (Config, seed) -> a module trained with the student, then dropped
     control: str = ""       # what a control run changes (its teacher, or no teacher at all)
+    control_of: str = ""    # the method whose gain this control tests ("kd")
+    # Whom it learns from: "run" (the run's teacher), "untrained" (a teacher of the family with
+    # its initial random weights), or a published teacher's file under weights/ ("weights/NAME.pt");
+    # the engine builds it (`kdlib.experiment.teacher_of`), so a control is trained by its name alone.
+    teacher: str = "run"
     reference: float | None = None   # the reference notebook's accuracy for this row (%)
     reference_untrained: bool = False  # that number came from an untrained teacher
     tutorial: float | None = None    # the PyTorch KD tutorial's accuracy for this row (%)
@@ -151,9 +156,10 @@ METHODS = {m.name: m for m in [  # in the order of every table and figure
     Method("ce", "cross-entropy only", (), _ce, label="CE", reference=72.35, tutorial=69.86),
     Method("kd", "KD (soft targets)", ("logits",), _kd, _KD_KNOBS, label="KD", tutorial=70.80),
     Method("kd_untrained", "KD from an untrained teacher (control)", ("logits",), _kd, _KD_KNOBS,
-           label="KD from\nuntrained", control="an untrained teacher", reference=74.54, reference_untrained=True),
+           label="KD from\nuntrained", control="an untrained teacher", control_of="kd", teacher="untrained",
+           reference=74.54, reference_untrained=True),
     Method("ls", "label smoothing (control)", (), _label_smoothing, ("smoothing",), label="label\nsmoothing",
-           control="no teacher: soft targets alone"),
+           control="no teacher: soft targets alone", control_of="kd"),
     Method("grad_at", "gradient attention", ("grad",), _grad_at, ("beta",), features=True, label="grad AT",
            transfers="grad", reference=72.50, reference_untrained=True),
     Method("act_at", "squared-activation attention", ("act",), _act_at, ("beta",), features=True, label="act AT",
@@ -182,15 +188,35 @@ def label(name: str) -> str:
     return METHODS[name].label if name in METHODS else name
 
 
-def apply(method: str | Method, model, x: torch.Tensor, y: torch.Tensor, targets: dict, cfg, head=None):
-    """One model through a recipe: its logits and the batch-mean of each loss term. `head`: the
-    method's own module (`Method.head`), built from cfg.seed when not given."""
-    recipe = get(method)
-    if recipe.features:
-        logits, stages = forward_features(model, x)
-    else:
-        logits, stages = model(x), []
-    if recipe.head is not None and head is None:
-        head = recipe.head(cfg, cfg.seed).to(x.device)
+def controls(method: str) -> list[str]:
+    """The controls declared for `method` (what its gain is tested against besides CE)."""
+    return [m.name for m in METHODS.values() if m.control_of == method]
+
+
+def transferring() -> list[str]:
+    """The methods that transfer attention maps (the ones whose maps 04-06 compare)."""
+    return [m.name for m in METHODS.values() if m.transfers]
+
+
+def member_losses(forward, recipe: Method, x: torch.Tensor, y: torch.Tensor, targets: dict,
+                  cfg, members: int = 1, head=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The logits and, per loss term, each member's batch mean (a tensor of `members` values)
+    for the members' batches x, one after another: the one loss path, the engine's and
+    `apply`'s. Their sum is the loss the engine minimizes: no member's mean mixes in
+    another's samples, so each gets exactly its own gradient."""
+    logits, stages = forward(x)
     terms = recipe.loss(Batch(x, y, logits, stages, targets, head), cfg)
-    return logits, {name: value.mean() for name, value in terms.items()}
+    return logits, {name: value.float().view(members, -1).mean(1) for name, value in terms.items()}
+
+
+def apply(method: str | Method, model, x: torch.Tensor, y: torch.Tensor, targets: dict, cfg, head=None):
+    """One model through a recipe, by the engine's own loss path (`member_losses`): its logits
+    and the batch mean of each loss term. A method with a trainable head (the regressor) needs
+    it given: the one it trains with, e.g. `get(method).head(cfg, seed)`."""
+    recipe = get(method)
+    if recipe.head is not None and head is None:
+        raise ValueError(f"Method {recipe.name!r} trains its own head with the student: pass head=..., e.g. "
+                         f"kdlib.methods.get({recipe.name!r}).head(cfg, seed) (an untrained one gives another loss).")
+    forward = (lambda x: forward_features(model, x)) if recipe.features else (lambda x: (model(x), []))
+    logits, terms = member_losses(forward, recipe, x, y, targets, cfg, 1, head)
+    return logits, {name: value[0] for name, value in terms.items()}

@@ -40,9 +40,11 @@ PROFILES = {
                "teacher_epochs": 20, "student_epochs": 60, "weight_decay": 5e-4, "eval_every": 5,
                "sweep_seeds": [0, 1], "temperatures": [1.0, 4.0, 8.0], "kd_weights": [0.25, 0.5, 0.9],
                "betas": [0.0, 250.0, 1000.0]},
-    # The full scale, for a GPU: every training image, 30 epochs each, weight decay as the
-    # published teacher's recipe.
-    "full": {**BASE, "weight_decay": 5e-4},
+    # The full scale: every training image outside the course's 5,000-image validation split
+    # (45,000), 30 epochs each, weight decay as the published teacher's recipe. About 3 minutes
+    # a student run on a 2-core AVX-512 CPU (the tutorial-recipe run: 15 ten-epoch runs of
+    # 50,000 images in 873 s, README).
+    "full": {**BASE, "n_val": 5000, "weight_decay": 5e-4},
     "smoke": {**BASE, "data": "synthetic", "n_train": 512, "n_val": 128, "n_test": 256, "teacher_epochs": 1,
               "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64, "sweep_seeds": [0],
               "temperatures": [1.0, 4.0], "kd_weights": [0.5], "betas": [0.0, 250.0]},
@@ -55,6 +57,27 @@ PROFILES = {
                   "augment": False, "views": 0, "temperature": 3.0, "kd_weight": 0.25, "sweep_seeds": [42]},
 }
 DEFAULT = "course"  # what the notebooks' parameter cells hold
+# What "smoke scale" means, whatever the profile: synthetic data, one short epoch, one seed.
+SMOKE_SCALE = ("data", "n_train", "n_test", "teacher_epochs", "student_epochs", "views", "batch_size",
+               "temperatures", "kd_weights", "betas", "sweep_seeds")
+
+
+def at_smoke_scale(profile: str) -> dict:
+    """`profile` at smoke scale, keeping its shape: its family, whether it holds out a
+    validation split (smoke's small one where it does, none where it has none), its first seed,
+    its recipe. What the tests and `kdlib.gpujob --smoke` run every profile with."""
+    smoke, own = PROFILES["smoke"], PROFILES[profile]
+    return {**own, **{k: smoke[k] for k in SMOKE_SCALE}, "n_val": smoke["n_val"] if own["n_val"] else None,
+            "seeds": own["seeds"][:1], "sweep_seeds": own["sweep_seeds"][:1], "teacher_weights": None}
+
+
+def sweep_runs(params: dict) -> int:
+    """How many runs 07 trains: every (knob value, sweep seed) except the points that are main
+    runs (the knob at its main value, a seed of the main runs, the main schedule)."""
+    knobs = {"temperature": "temperatures", "kd_weight": "kd_weights", "beta": "betas"}
+    reused = params["sweep_epochs"] in (None, params["student_epochs"])
+    return sum(1 for knob, values in knobs.items() for value in params[values] for seed in params["sweep_seeds"]
+               if not (reused and value == params[knob] and seed in params["seeds"]))
 
 # Where a notebook run by hand writes (a series run sets its own run folder).
 FOLDERS = {"results_dir": "../runs/interactive/results", "checkpoint_dir": "../runs/interactive/checkpoints",

@@ -167,20 +167,33 @@ def overall(records: list[dict]) -> str:
 
 def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) -> str:
     """07: the value validation chooses, its validation and test accuracy, and how far the
-    other values are from it against the seed spread."""
+    other values are from it against the seed spread. Without a validation split (`val_accuracy`
+    all NaN: a profile that trains on every image) nothing is chosen: the test accuracies are
+    reported, with the same reading of their span. ce_baseline: CE at the same seeds, on the
+    same split as the sweep's curve."""
     from .experiment import best
+    validation = not runs["val_accuracy"].isna().all()
+    column, split = ("val_accuracy", "validation") if validation else ("accuracy", "test")
     means = runs.groupby(parameter)[["val_accuracy", "accuracy"]].mean()
-    spread = runs.groupby(parameter)["val_accuracy"].std(ddof=1).mean()
+    spread = runs.groupby(parameter)[column].std(ddof=1).mean()
     seeds = runs.groupby(parameter)["seed"].nunique().min()
     noise = spread * (2 / seeds) ** 0.5  # std of the difference of two values' means over `seeds` seeds
-    chosen = best(runs, parameter)
-    span = means["val_accuracy"].max() - means["val_accuracy"].min()
-    text = (f"{parameter}: validation chooses {chosen:g} ({means.loc[chosen, 'val_accuracy']:.2f}% on validation, "
-            f"{means.loc[chosen, 'accuracy']:.2f}% on the test set, which chose nothing). The values tried span "
-            f"{span:.2f} points on validation; seed noise alone moves the difference of two values' means by "
-            f"about {noise:.2f} (std, {seeds} seeds a value)")
-    text += (": the knob matters beyond seed noise here." if span > 3 * noise else
-             ": within about three times that, so this sweep does not rank the values firmly.")
+    span = means[column].max() - means[column].min()
+    if validation:
+        chosen = best(runs, parameter)
+        text = (f"{parameter}: validation chooses {chosen:g} ({means.loc[chosen, 'val_accuracy']:.2f}% on validation, "
+                f"{means.loc[chosen, 'accuracy']:.2f}% on the test set, which chose nothing). ")
+    else:
+        text = (f"{parameter}: no validation split in this profile, so nothing is chosen (the test set must not "
+                "choose); test accuracy by value: "
+                + ", ".join(f"{v:g}: {a:.2f}%" for v, a in means["accuracy"].items()) + ". ")
+    if seeds < 2:
+        text += f"The values tried span {span:.2f} points on {split}; with one seed a value, seed noise is unknown."
+    else:
+        text += (f"The values tried span {span:.2f} points on {split}; seed noise alone moves the difference of two "
+                 f"values' means by about {noise:.2f} (std, {seeds} seeds a value)")
+        text += (": the knob matters beyond seed noise here." if span > 3 * noise else
+                 ": within about three times that, so this sweep does not rank the values firmly.")
     if ce_baseline is not None:
-        text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on the test set."
+        text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on {split}."
     return text

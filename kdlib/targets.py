@@ -122,8 +122,9 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     2,048 values per view for the tutorial's DeepNN, 164 MB for 5,000 images x 8 views).
 
     Cached on disk (in kdlib's cache folder) under a key of the teacher's weights, the
-    training images, the views, the precision and the code version, so every student run
-    of a series shares them. A damaged cache file is computed again, with a warning.
+    training images, the views, the device type, the precision and the code that computes them
+    (`identity.TARGETS_CODE`: not the students' engine or recipes), so every student run of a
+    series shares them. A damaged cache file is computed again, with a warning.
     """
     device = resolve_device(cfg.device)
     views = make_views(len(splits.y_train), cfg)
@@ -134,8 +135,8 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     feature_stage = hint_stage(cfg.family)
 
     def cached(kinds):
-        key = identity.key(digest(views), teacher_id, splits.fingerprint, precision(device, cfg.amp),
-                           identity.CODE_VERSION, kinds, feature_stage if "feat" in kinds else None)
+        key = identity.key(digest(views), teacher_id, splits.fingerprint, device.type, precision(device, cfg.amp),
+                           identity.TARGETS_CODE, kinds, feature_stage if "feat" in kinds else None)
         return data.cache_dir() / "targets" / f"{key}.pt"
 
     path = cached(needs)

@@ -265,10 +265,10 @@ class _Step:
     members: int
 
     def __call__(self, index, choice, x, y):
-        """The logits and, per loss term, each member's batch mean (`member_losses`)."""
+        """The logits and, per loss term, each member's batch mean (`methods.member_losses`)."""
         targets = self.teacher(index, choice, x, y, self.cfg, self.device)
         with autocast(self.device, self.cfg.amp):
-            return member_losses(self.forward, self.recipe, x, y, targets, self.cfg, self.members, self.head)
+            return methods.member_losses(self.forward, self.recipe, x, y, targets, self.cfg, self.members, self.head)
 
 
 def _epoch(step: _Step, splits: data.Splits, generators, optimizer, scheduler, steps_per_epoch: int, bar) -> dict:
@@ -398,16 +398,6 @@ def _resume(path, key: str, trained, optimizer, scheduler, generators, runs) -> 
         return 1, 0.0
     print(f"{path.name}: continuing after epoch {saved['epoch']} of an interrupted run.")
     return saved["epoch"] + 1, float(saved["elapsed"])
-
-
-def member_losses(forward, recipe: methods.Method, x: torch.Tensor, y: torch.Tensor, targets: dict,
-                  cfg: Config, members: int = 1, head=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The logits and, per loss term, each member's batch mean (a tensor of `members` values)
-    for the members' batches x, one after another. Their sum is the loss the engine minimizes:
-    no member's mean mixes in another's samples, so each gets exactly its own gradient."""
-    logits, stages = forward(x)
-    terms = recipe.loss(methods.Batch(x, y, logits, stages, targets, head), cfg)
-    return logits, {name: value.float().view(members, -1).mean(1) for name, value in terms.items()}
 
 
 def _forward(net: nn.Module, compile: bool, features: bool):

@@ -250,3 +250,40 @@ def test_imagenet_normalization_is_a_load_option_and_part_of_the_identity():
     assert plain.mean != imagenet.mean and plain.fingerprint != imagenet.fingerprint
     with pytest.raises(kdlib.checks.ParameterError, match="normalization='cifar'"):
         kdlib.load("synthetic", normalization="cifar")
+
+
+def test_the_test_sample_does_not_move_with_the_training_sample():
+    whole = data.synthetic(n_train=400, n_test=300)
+    a = whole.subset(n_train=100, n_test=50)
+    b = whole.subset(n_train=300, n_test=50, n_val=60)
+    assert torch.equal(a.x_test, b.x_test) and torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(a.x_test, whole.x_test[:50])  # a random sample, not the first images
+
+
+def test_statistics_leave_out_the_validation_images_whatever_n_train():
+    whole = data.synthetic(n_train=400, n_test=100)
+    small, large = whole.subset(n_train=50, n_val=100), whole.subset(n_val=100)
+    assert small.mean == large.mean and small.std == large.std  # one set per validation split
+    outside = torch.ones(400, dtype=torch.bool)
+    outside[large.val_index] = False
+    expected = data.statistics(whole.x_train[outside])
+    assert large.mean == pytest.approx(expected[0]) and large.std == pytest.approx(expected[1])
+    assert large.mean != pytest.approx(whole.mean, abs=1e-6)  # the validation images are out
+    assert whole.subset().mean == whole.mean  # no validation split: every training image
+
+
+def test_an_images_mask_round_trips():
+    index = torch.tensor([0, 3, 7, 8, 99])
+    mask = data.mask_indices(data.images_mask(index, 101))
+    assert mask.shape == (101,) and torch.equal(mask.nonzero().flatten(), index)
+
+
+def test_a_validation_split_a_teacher_trained_on_is_refused():
+    splits = data.synthetic(n_train=400, n_test=100).subset(n_val=100)
+    own = data.images_mask(splits.train_index, 400)
+    splits.check_unseen(own, "this teacher")  # trained outside the split: accepted
+    with pytest.raises(DataError, match="trained on 100 of this run's 100 validation images"):
+        splits.check_unseen(None, "a teacher of all 400 images")
+    one_more = torch.cat([splits.train_index, splits.val_index[:1]])
+    with pytest.raises(DataError, match="trained on 1 of"):
+        splits.check_unseen(data.images_mask(one_more, 400), "this teacher")

@@ -104,7 +104,7 @@ def test_reuse_needs_the_same_code_and_compares_the_device_actually_used(synthet
     monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
     experiment.train_method("ce", synthetic, dataclasses.replace(cfg, device="cpu"), [0], **folders)
     assert trained == []  # "auto" is the CPU here: the same run
-    monkeypatch.setattr(kdlib.identity, "CODE_VERSION", "a-fixed-bug")
+    monkeypatch.setattr(kdlib.identity, "ENGINE_CODE", "a-fixed-bug")
     experiment.train_method("ce", synthetic, cfg, [0], **folders)
     assert trained == [1]  # other code: trained again
 
@@ -129,19 +129,22 @@ def test_notebook_parameters_are_checked_before_any_work(bad, message):
         experiment.config({"seeds": [0], "teacher_epochs": 2, **bad})
 
 
-def test_kd_from_an_untrained_teacher_is_recorded_as_a_control(synthetic, tmp_cache, tmp_path, monkeypatch):
+def test_kd_from_an_untrained_teacher_is_trained_by_its_name_alone(synthetic, tmp_cache, tmp_path, monkeypatch):
+    """The control is a declaration: given the run's trained teacher, "kd_untrained" still
+    distils from an untrained one, and its record says so."""
     cfg = kdlib.Config(epochs=1, batch_size=64, views=1, progress=False)
     folders = dict(results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "ck")
-    untrained = experiment.untrained_teacher(synthetic, cfg)
-    experiment.train_method("kd", synthetic, cfg, [0], untrained, **folders, name="kd_untrained",
-                            control="KD from an untrained teacher")
+    trained = kdlib.build("DeepNN", synthetic.num_classes, seed=5).eval()
+    experiment.train_method("kd_untrained", synthetic, cfg, [0], trained, **folders)
     (record,) = results.load(tmp_path / "results")
-    assert (record["method"], record["recipe"], record["control"]) == ("kd_untrained", "kd",
-                                                                       "KD from an untrained teacher")
+    untrained = experiment.untrained_teacher(synthetic, cfg)
+    assert record["teacher"] == kdlib.files.weights_digest(untrained) != kdlib.files.weights_digest(trained)
+    assert (record["method"], record["recipe"], record["control"]) == ("kd_untrained", "kd_untrained",
+                                                                       "an untrained teacher")
     assert (tmp_path / "ck" / "student-kd_untrained-seed0.pt").is_file()
     monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: pytest.fail("retrained the control"))
-    experiment.train_method("kd", synthetic, cfg, [0], untrained, **folders, reuse=True, name="kd_untrained",
-                            control="KD from an untrained teacher")
+    experiment.train_method("kd_untrained", synthetic, cfg, [0], trained, **folders, reuse=True)
+    assert experiment.recorded_accuracies(tmp_path / "results", "kd_untrained", synthetic, cfg, [0], untrained)
 
 
 def test_seeds_trained_together_keep_a_record_checkpoint_and_share_of_time_each(synthetic, tmp_path, monkeypatch):
@@ -205,3 +208,17 @@ def test_a_sweep_point_that_is_a_main_run_is_taken_from_the_main_runs(synthetic,
                             tmp_path / "sweeps", tmp_path / "sweep-checkpoints", main=main)
     assert trained == [8.0]  # T = 4 is the main run
     assert runs.set_index("temperature").loc[cfg.temperature, "accuracy"] == 100 * kd.accuracy
+
+
+def test_a_teacher_keeps_its_snapshots_and_the_images_it_trained_on(tmp_path):
+    splits = kdlib.data.synthetic(n_train=300, n_test=100).subset(n_val=60)
+    cfg = kdlib.Config(epochs=3, batch_size=64, progress=False)
+    run = experiment.train_teacher(splits, cfg, tmp_path / "results", tmp_path / "ck", snapshots=[1, 2])
+    snaps = sorted(p.name for p in (tmp_path / "ck").glob("teacher-epoch*.pt"))
+    assert snaps == ["teacher-epoch001.pt", "teacher-epoch002.pt"]
+    first = kdlib.load_checkpoint(tmp_path / "ck" / snaps[0])
+    assert first.checkpoint_meta["epoch"] == 1 and len(first.checkpoint_meta["history"]) == 1
+    assert kdlib.files.weights_digest(first) != kdlib.files.weights_digest(run.model)
+    record = results.load(tmp_path / "results")[-1]
+    seen = kdlib.data.mask_indices(record["images"])
+    assert int(seen.sum()) == 240 and not seen[splits.val_index].any()

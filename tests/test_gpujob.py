@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kdlib import gpujob
+from kdlib import gpujob, profiles, results
 
 pytestmark = pytest.mark.notebooks
 
@@ -18,11 +18,16 @@ def test_estimates_come_from_the_bench_when_there_is_one_else_from_the_h100_run(
     fast = {"workloads": {"teacher CE": {"kdlib_s": 1.0, "targets_s": 0.0},
                           "student CE": {"kdlib_s": 0.1, "targets_s": 0.0},
                           "student KD": {"kdlib_s": 0.1, "targets_s": 3.0}}}
-    assert gpujob.STUDENT_RUNS["full"] == 3 * 9 + 9  # every method and control x 3 seeds, 9 sweep runs
-    assert gpujob.estimate("full", fast) == pytest.approx(60 + 30 * 1.0 + 36 * 30 * (0.1 + 0.1 + 0.1) / 2)
+    runs = gpujob.student_runs("full")
+    teacher_epochs, student_epochs = gpujob.epochs("full")
+    assert gpujob.estimate("full", fast) == pytest.approx(60 + teacher_epochs * 1.0 + runs * student_epochs * (0.1 + 0.1 + 0.1) / 2)
     assert from_h100 > gpujob.estimate("full", fast)
-    assert gpujob.plan(7, fast, set(), smoke=False) == ["bench", "full", "publish"]  # reference no longer fits
-    assert gpujob.plan(5.5, fast, set(), smoke=False) == ["bench", "reference", "publish"]  # the full run would not
+    full, reference = gpujob.estimate("full", fast), gpujob.estimate("reference", fast)
+    assert reference < full
+    budget = (150 + full + reference / 2) / 60  # bench, full, and not the reference after it
+    assert gpujob.plan(budget, fast, set(), smoke=False) == ["bench", "full", "publish"]
+    budget = (150 + full / 2 + reference) / 60  # the full run does not fit, the reference does
+    assert gpujob.plan(budget, fast, set(), smoke=False) == ["bench", "reference", "publish"]
 
 
 def test_the_gpu_job_runs_every_stage_resumes_and_publishes(tmp_path):
@@ -47,3 +52,13 @@ def test_the_gpu_job_runs_every_stage_resumes_and_publishes(tmp_path):
     rows = list(csv.DictReader(open(repository / "figures" / "results_reference.csv")))
     assert rows[0]["method"] == "teacher" and {r["method"] for r in rows} >= {"ce", "kd", "kd_untrained"}
     assert sorted(p.name.split("-gpu-")[0] for p in (repository / "published").iterdir()) == ["full", "reference"]
+    # Each stage ran its profile's shape (07 included: it needs a validation split or says it has none),
+    # and trained exactly the runs its estimate counts.
+    for stage in ("full", "reference"):
+        params = profiles.at_smoke_scale(stage)
+        trained = [r for r in results.load(out / stage / "results") + results.load(out / stage / "results" / "sweeps")
+                   if r["method"] != "teacher"]
+        assert len(trained) == len(params["seeds"]) * len(gpujob.METHODS) + profiles.sweep_runs(params)
+        assert {r["config"]["family"] for r in trained} == {profiles.PROFILES[stage]["family"]}
+        assert (out / stage / "07_sweeps.ipynb").is_file()
+    assert "no validation split in this profile" in (out / "reference" / "07_sweeps.ipynb").read_text()

@@ -19,7 +19,8 @@ def test_a_digest_tells_apart_the_same_bytes_read_as_another_type_or_shape():
 def test_the_identity_holds_recipe_group_device_and_code(synthetic):
     cfg = kdlib.Config(seed=2)
     ident = identity.of(cfg, synthetic, None, "kd", [2, 0])
-    assert ident["recipe"] == "kd" and ident["group"] == [0, 2] and ident["code"] == identity.CODE_VERSION
+    assert ident["recipe"] == "kd" and ident["group"] == [0, 2] and ident["code"] == identity.ENGINE_CODE
+    assert ident["recipe_code"] == identity.recipe_code("kd") != identity.recipe_code("kd_grad_at")
     assert ident["device_type"] == "cpu" and "progress" not in ident["settings"]
     assert identity.of(cfg)["group"] == [2]  # alone by default
     assert identity.matches({**ident, "extra": 1}, ident) and not identity.matches({**ident, "recipe": "ce"}, ident)
@@ -38,18 +39,42 @@ def test_a_decoder_change_decodes_again(tmp_path, tmp_cache, monkeypatch):
     assert decoded == [1, 1]  # train and test decoded again
 
 
-def test_reuse_takes_only_a_run_of_the_same_recipe(synthetic, tmp_path, monkeypatch):
-    cfg = kdlib.Config(epochs=1, batch_size=64, progress=False)
+def test_a_new_method_changes_no_other_recipes_code_and_an_edit_of_a_recipe_does():
+    source = (identity._HERE / "methods.py").read_text()
+    added = source.replace("METHODS = {m.name: m for m in [", """def _kd_new(batch, cfg):
+    return {**_kd(batch, cfg), "extra": batch.logits.pow(2).mean(1)}
+
+
+METHODS = {m.name: m for m in [
+    Method("kd_new", "a new method", ("logits",), _kd_new),""")
+    edited = source.replace('"kd": a * kd_loss(', '"kd": 2 * a * kd_loss(')
+    assert added != source and edited != source
+    for name in ("ce", "kd", "grad_at", "regressor"):
+        assert identity.recipe_code(name, added) == identity.recipe_code(name)
+    assert identity.recipe_code("kd", edited) != identity.recipe_code("kd")
+    assert identity.recipe_code("kd_grad_at", edited) != identity.recipe_code("kd_grad_at")  # it calls _kd
+    assert identity.recipe_code("ce", edited) == identity.recipe_code("ce")
+
+
+def test_a_recipe_edit_retrains_that_method_only_and_keeps_the_teachers_targets(synthetic, tmp_cache, tmp_path,
+                                                                                monkeypatch):
+    cfg = kdlib.Config(epochs=1, batch_size=64, views=1, progress=False)
+    teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=3).eval()
     folders = dict(results_dir=tmp_path / "results", checkpoint_dir=tmp_path / "ck")
-    experiment.train_method("ce", synthetic, cfg, [0], **folders, name="student")
-    trained = []
-    real_fit = experiment.fit_together
+    for method in ("ce", "kd"):
+        experiment.train_method(method, synthetic, cfg, [0], teacher, **folders)
+    trained, computed = [], []
+    real_fit, real_targets = experiment.fit_together, kdlib.targets.distillation_targets
     monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: trained.append(a[2]) or real_fit(*a, **k))
-    experiment.train_method("ce", synthetic, cfg, [0], **folders, name="student", reuse=True)
-    assert trained == []
-    # The same name and settings, another recipe: label smoothing is not the CE run.
-    experiment.train_method("ls", synthetic, cfg, [0], **folders, name="student", reuse=True)
-    assert trained == ["ls"]
+    monkeypatch.setattr(kdlib.targets, "distillation_targets", lambda *a, **k: computed.append(1) or real_targets(*a, **k))
+    real_code = identity.recipe_code
+    monkeypatch.setattr(identity, "recipe_code", lambda name, source=None: "edited" if name == "kd" else real_code(name))
+    for method in ("ce", "kd"):
+        experiment.train_method(method, synthetic, cfg, [0], teacher, **folders, reuse=True)
+    assert trained == ["kd"] and computed == []  # CE kept; KD retrained on the cached targets
+    monkeypatch.setattr(identity, "TARGETS_CODE", "a-fixed-target-bug")
+    kdlib.teacher_targets(teacher, synthetic, cfg, needs=("logits",))
+    assert computed  # the code that computes them changed: computed again
 
 
 def test_tables_do_not_mix_runs_of_other_code_but_do_mix_groups(synthetic, tmp_path):

@@ -63,13 +63,20 @@ def test_the_regressor_method_is_the_tutorials_loss_and_trains_its_regressor():
         assert a.abs().sum() > 0  # the regressor learns too
 
 
-def test_the_regressor_trains_with_the_student_and_leaves_it_its_size(synthetic, tmp_cache):
+def test_the_regressor_trains_with_the_student_and_leaves_it_its_size(synthetic, tmp_cache, monkeypatch):
     teacher = kdlib.build("DeepNN", seed=1)
     cfg = Config(epochs=1, batch_size=64, views=1, amp="off", progress=False)
     student = kdlib.build("LightNN", seed=0)
-    run = kdlib.fit(student, synthetic, "regressor", teacher, cfg)
+    heads = []
+    declared = methods.METHODS["regressor"]
+    monkeypatch.setitem(methods.METHODS, "regressor", replace(declared, head=lambda c, s: heads.append(
+        declared.head(c, s)) or heads[-1]))
+    run = kdlib.fit(student, synthetic, "regressor", teacher, replace(cfg, epochs=3))
     assert kdlib.count_parameters(run.model) == 267_738
-    assert run.history[0]["loss_feat"] > 0
+    (head,) = heads
+    untrained = declared.head(cfg, cfg.seed)
+    assert not torch.equal(head.weight.detach().cpu(), untrained.weight)  # the regressor itself trained
+    assert run.history[-1]["loss_feat"] < run.history[0]["loss_feat"]  # and its term fell
     # w = 0: the feature term is zero and CE has weight 1: the CE student exactly
     zero = kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "regressor", teacher, replace(cfg, feature_weight=0.0))
     ce = kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "ce", None, cfg)
@@ -104,3 +111,10 @@ def test_a_method_is_declared_once_and_every_table_reads_it():
     records = [{"method": m, "seed": 0, "metrics": {"accuracy": 0.5}, "seconds": 1.0, "time": str(i),
                 "settings": {}, "code": "x"} for i, m in enumerate(["regressor", "ce", "cosine"])]
     assert results.table(records)["method"].tolist() == ["ce", "cosine", "regressor"]
+
+
+def test_apply_asks_for_the_head_a_method_trains():
+    x, y = _batch()
+    with pytest.raises(ValueError, match="trains its own head with the student: pass head="):
+        methods.apply("regressor", kdlib.build("LightNN", seed=0), x, y, {"feat": _teacher_features(x).flatten(1)},
+                      Config())

@@ -112,6 +112,18 @@ def test_notebooks_pass_nbval_in_the_smoke_profile(tmp_path):
     assert " passed" in done.stdout and "failed" not in done.stdout
 
 
+def test_the_tutorial_profile_runs_every_notebook_without_a_validation_split(tmp_path):
+    """The tutorial's protocol trains on every image (n_val None): 07 then chooses nothing and
+    says so. (The full and reference profiles run at smoke scale in tests/test_gpujob.py.)"""
+    params = profiles.at_smoke_scale("tutorial")
+    assert params["n_val"] is None
+    overrides = [(k, repr(v)) for k, v in params.items() if v != profiles.PROFILES["tutorial"][k]]
+    out = series.run("tutorial", tmp_path / "run", overrides)
+    sweeps = (out / "07_sweeps.ipynb").read_text()
+    assert "no validation split in this profile, so nothing is chosen" in sweeps
+    assert "validation chooses" not in sweeps
+
+
 def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--out", str(out)],
