@@ -40,7 +40,7 @@ from .losses import activation_attention, attention_loss, gradient_attention, kd
 from .methods import METHODS
 from .models import build, forward_features
 from .checkpoints import load_checkpoint
-from .config import Config, resolve_device
+from .config import Config, describe_cpu, resolve_device
 from .targets import teacher_targets
 from .train import fit_together
 
@@ -127,16 +127,7 @@ def kdlib_epoch(workload: str, splits: kdata.Splits, teacher, cfg: Config, targe
 
 
 def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    try:
-        names = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
-        flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
-        isa = "AVX512-BF16" if "avx512_bf16" in flags else "AVX512" if "avx512f" in flags else \
-              "AVX2" if "avx2" in flags else "no AVX2"
-        return f"{names[0]}, {len(names)} cores, {isa}"
-    except (OSError, StopIteration, IndexError):
-        return f"CPU, {os.cpu_count()} cores"
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else describe_cpu()
 
 
 def main(argv=None) -> None:
@@ -149,7 +140,7 @@ def main(argv=None) -> None:
     parser.add_argument("--teacher", help="a DeepNN checkpoint to distil from (default: the teacher "
                                           "trained by the 'teacher CE' row, or an untrained one)")
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
-                        help="kdlib side: bf16 autocast (auto: on CUDA only)")
+                        help="kdlib side: bf16 autocast (auto: where the hardware has it natively, kdlib.config.native_bf16)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="also write the seconds per workload there (kdlib.gpujob reads them)")
     parser.add_argument("--together", type=int, default=1, metavar="N",

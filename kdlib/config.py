@@ -90,6 +90,19 @@ def autocast(device: torch.device, amp: str = "auto"):
     return nullcontext()
 
 
+def describe_cpu() -> str:
+    """The CPU by model name, cores and its fastest vector instructions: what every timing must name."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    except OSError:
+        names = []
+    flags = _cpu_flags()
+    isa = ("AVX512-BF16" if "avx512_bf16" in flags else "AVX512" if "avx512f" in flags else
+           "AVX2" if "avx2" in flags else "no AVX2 (or not Linux)")
+    return f"{names[0] if names else 'CPU'}, {os.cpu_count()} cores, {isa}"
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

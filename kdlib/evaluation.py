@@ -61,7 +61,22 @@ def _maps(model, splits, images, labels, kinds, cfg=None, batch_size: int = 500)
 
 
 MAP_SIMILARITY_IMAGES = 2000  # a fixed random sample of the test set: a mean cosine needs no more
-_teacher_maps: dict = {}  # the last two teachers' maps of that sample: every student of a series shares them
+# What is computed once per teacher and shared by every student of a series (a DeepNN pass over
+# the 10,000 test images is ~3 s of CPU): its test predictions and its maps of the sample, for
+# the last two teachers of each kind (a series alternates between its teacher and a control's).
+_TEACHERS_KEPT = 2
+_per_teacher: dict = {}
+
+
+def _for_teacher(what: str, teacher: nn.Module, splits: data.Splits, cfg: Config | None, compute):
+    cfg = cfg or Config(progress=False)
+    key = (what, weights_digest(teacher), splits.fingerprint, precision(resolve_device(cfg.device), cfg.amp))
+    if key not in _per_teacher:
+        same_kind = [k for k in _per_teacher if k[0] == what]
+        if len(same_kind) >= _TEACHERS_KEPT:
+            del _per_teacher[same_kind[0]]
+        _per_teacher[key] = compute()
+    return _per_teacher[key]
 
 
 def _map_sample(splits: data.Splits) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,15 +85,10 @@ def _map_sample(splits: data.Splits) -> tuple[torch.Tensor, torch.Tensor]:
         return splits.x_test, splits.y_test
     index = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:MAP_SIMILARITY_IMAGES].sort().values
     return splits.x_test[index.to(splits.x_test.device)], splits.y_test[index.to(splits.y_test.device)]
-_teacher_classes: dict = {}  # and its test-set predictions (a DeepNN pass over 10,000 images: ~3 s of CPU)
 
 
 def _teacher_predictions(teacher: nn.Module, splits: data.Splits, cfg: Config) -> torch.Tensor:
-    key = (weights_digest(teacher), splits.fingerprint, precision(resolve_device(cfg.device), cfg.amp))
-    if key not in _teacher_classes:
-        _teacher_classes.clear()
-        _teacher_classes[key] = predict(teacher, splits.x_test, splits, cfg).argmax(1)
-    return _teacher_classes[key]
+    return _for_teacher("predictions", teacher, splits, cfg, lambda: predict(teacher, splits.x_test, splits, cfg).argmax(1))
 
 
 def map_similarity(model: nn.Module, teacher: nn.Module, splits: data.Splits,
@@ -89,15 +99,11 @@ def map_similarity(model: nn.Module, teacher: nn.Module, splits: data.Splits,
     of the two maps (both are unit vectors: their dot product; 1 is the same map). Whether an
     attention method transferred anything shows here, against the CE student's similarity."""
     kinds = ("act", "grad")
-    key = (weights_digest(teacher), splits.fingerprint)
     images, labels = _map_sample(splits)
-    if key not in _teacher_maps:
-        if len(_teacher_maps) >= 2:  # a series alternates between its teacher and a control's
-            _teacher_maps.pop(next(iter(_teacher_maps)))
-        _teacher_maps[key] = _maps(teacher, splits, images, labels, kinds, cfg)
+    theirs = _for_teacher("maps", teacher, splits, cfg, lambda: _maps(teacher, splits, images, labels, kinds, cfg))
     own = _maps(model, splits, images, labels, kinds, cfg)
-    return {kind: [float((m * t).sum(1).mean()) for m, t in methods.matched(own[kind], theirs)]
-            for kind, theirs in _teacher_maps[key].items()}
+    return {kind: [float((m * t).sum(1).mean()) for m, t in methods.matched(own[kind], their_maps)]
+            for kind, their_maps in theirs.items()}
 
 
 def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = None,

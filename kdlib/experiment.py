@@ -62,11 +62,11 @@ def teacher(splits: Splits, cfg: Config, checkpoint_dir, results_dir=None, weigh
     if teacher_path(checkpoint_dir).is_file() or weights is None:
         return load_teacher(checkpoint_dir, splits, cfg.family)
     print("No teacher from 01_teacher.ipynb in this run folder: taking the published one.")
-    return train_teacher(splits, cfg, results_dir, checkpoint_dir, weights=weights, **meta).model
+    return take_published_teacher(weights, splits, cfg, results_dir, checkpoint_dir, **meta).model
 
 
-def needed(method: str, splits: Splits, cfg: Config, seeds, teacher=None, results_dir=None,
-           checkpoint_dir=None, **meta) -> list[Run]:
+def take_or_train(method: str, splits: Splits, cfg: Config, seeds, teacher=None, results_dir=None,
+                  checkpoint_dir=None, **meta) -> list[Run]:
     """Another notebook's runs that this one compares against: taken from the run folder when
     they are there with exactly these settings, data, teacher and code, trained here (saying
     so) when they are not, so that every notebook runs on its own."""
@@ -89,25 +89,29 @@ def teacher_of(method: str, teacher, splits: Splits, cfg: Config):
     return published.load(published.WEIGHTS_DIR.parent / declared, splits, cfg.family)
 
 
+def take_published_teacher(weights, splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=None,
+                           **meta) -> Run:
+    """A published teacher (`kdlib.published`, e.g. "../weights/teacher-tutorial.pt") as this
+    run's teacher, instead of training one: checked against this data (its classes, its
+    normalization, and that this run's validation images were never among its training
+    images), measured on its test images and saved as `teacher.pt`, its record carrying the
+    recipe it was trained with and the path it came from (and 0 s of training)."""
+    path = teacher_path(checkpoint_dir) if checkpoint_dir is not None else None
+    run = _published_teacher(weights, splits, cfg)
+    _save_run(run, "teacher", splits, None, path, results_dir, {**meta, "published": str(weights)}, recipe="ce")
+    print(f"teacher: the published {Path(weights).name}, test accuracy {100 * run.accuracy:.2f}% "
+          f"on this data ({100 * run.model.checkpoint_meta['accuracy']:.2f}% when it was published)")
+    return run
+
+
 def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=None,
-                  reuse: bool = False, weights=None, snapshots=(), **meta) -> Run:
+                  reuse: bool = False, snapshots=(), **meta) -> Run:
     """Train the teacher of `cfg.family` with cross-entropy; save its record (as "teacher") and
     `teacher.pt`, which every student notebook loads. `reuse`: see `train_method`.
-
-    weights: a published teacher (`kdlib.published`, e.g. "../weights/teacher-tutorial.pt")
-    to take instead of training one: it is checked against this data, measured on its test
-    images and saved as this run's teacher, its record carrying the recipe it was trained with
-    and the path it came from (and 0 s of training).
 
     snapshots: epochs after which the teacher's weights are also kept, as
     `teacher-epochNNN.pt` beside `teacher.pt` (weaker teachers of the same lineage)."""
     path = teacher_path(checkpoint_dir) if checkpoint_dir is not None else None
-    if weights is not None:
-        run = _published_teacher(weights, splits, cfg)
-        _save_run(run, "teacher", splits, None, path, results_dir, {**meta, "published": str(weights)}, recipe="ce")
-        print(f"teacher: the published {Path(weights).name}, test accuracy {100 * run.accuracy:.2f}% "
-              f"on this data ({100 * run.model.checkpoint_meta['accuracy']:.2f}% when it was published)")
-        return run
     # The teacher has no teacher: nothing needs its views fixed, and a fresh crop and flip at
     # every step gives it the augmentation that 8 fixed views (seen ~4 times each in 30
     # epochs) do not. The students' view table stays as `cfg.views` says.
@@ -118,7 +122,7 @@ def train_teacher(splits: Splits, cfg: Config, results_dir=None, checkpoint_dir=
         def snapshot(epoch, runs):
             if epoch in snapshots and path is not None:
                 save_checkpoint(runs[0].model, path.with_name(f"teacher-epoch{epoch:03d}.pt"), method="teacher",
-                                epoch=epoch, history=runs[0].history, images=images, **identity.of(cfg, splits, None, "ce"))
+                                epoch=epoch, history=runs[0].history, images=images, **identity.of_run(cfg, splits, None, "ce"))
         images = data.images_mask(splits.train_index, splits.n_source_train or len(splits.y_train))
         run = fit(build(architecture, splits.num_classes, seed=cfg.seed), splits, "ce", cfg=cfg,
                   state=_state_file(path, reuse), label="teacher", on_epoch=snapshot)
@@ -226,7 +230,7 @@ def _save_run(run: Run, name: str, splits: Splits, teacher, path, results_dir, m
               recipe: str | None = None) -> None:
     """Save a finished run with its identity (`kdlib.identity`): checkpoint first, then record
     (a record with no checkpoint is never taken as finished)."""
-    ident = identity.of(run.config, splits, teacher, recipe or name, run.group)
+    ident = identity.of_run(run.config, splits, teacher, recipe or name, run.group)
     if path is not None:
         save_checkpoint(run.model, path, method=name, seed=run.config.seed, accuracy=run.accuracy,
                         **ident, **meta)
@@ -243,7 +247,7 @@ def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, res
     caller trains)."""
     if results_dir is None or path is None or not Path(path).is_file():
         return None
-    wanted = identity.of(cfg, splits, teacher, recipe or name, group)
+    wanted = identity.of_run(cfg, splits, teacher, recipe or name, group)
     if any_group:
         del wanted["group"]
     model = load_checkpoint(path, num_classes=splits.num_classes)
@@ -266,7 +270,7 @@ def recorded_accuracies(results_dir, method: str, splits: Splits, cfg: Config, s
     records = results.load(results_dir)
     found = {}
     for seed in seeds:
-        wanted = identity.of(replace(cfg, seed=seed), splits, teacher, method)
+        wanted = identity.of_run(replace(cfg, seed=seed), splits, teacher, method)
         del wanted["group"]
         for rec in records:
             if rec["method"] == method and identity.matches(rec, wanted):

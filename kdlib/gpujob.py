@@ -32,15 +32,18 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from . import stopping
 from .files import write_text
 from .methods import METHODS
 from .profiles import PROFILES, at_smoke_scale, sweep_runs
+from .series import STOPPED_EXIT
 
 STAGES = ["bench", "full", "reference", "publish"]
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -119,10 +122,10 @@ def run_stage(stage: str, out: Path, args) -> None:
             if checkpoint.name != "teacher.pt":
                 checkpoint.unlink()
     elif stage == "publish":
-        publish(out, Path(args.repository), args.smoke)
+        publish_stages(out, Path(args.repository), args.smoke)
 
 
-def publish(out: Path, repository: Path, smoke: bool) -> None:
+def publish_stages(out: Path, repository: Path, smoke: bool) -> None:
     """The finished stages' results into the repository's figures/, published/ and weights/."""
     day = time.strftime("%Y-%m-%d")
     figures = repository / "figures"
@@ -153,7 +156,7 @@ def _publish_teacher_if_better(run_dir: Path, repository: Path) -> None:
     if record["metrics"]["accuracy"] > old and record.get("n_test", 0) >= 10000:
         from . import data
         splits = data.load(record["source"] if Path(str(record["source"])).exists() else "cifar10")
-        published.publish(run_dir / "checkpoints" / "teacher.pt", record, splits, current,
+        published.write_teacher(run_dir / "checkpoints" / "teacher.pt", record, splits, current,
                           command="python -m kdlib.gpujob (full stage)")
         print(f"publish: the full run's teacher ({100 * record['metrics']['accuracy']:.2f}%) replaces "
               f"weights/teacher-tutorial.pt ({100 * old:.2f}%)")
@@ -175,6 +178,26 @@ def main(argv=None) -> None:
     done = {s for s in STAGES if s != "publish" and (out / s / ".done").is_file()}
     bench_file = out / "bench" / "bench.json"
     print(f"kdlib.gpujob: {out}; done already: {sorted(done) or 'nothing'}; estimates (seconds):", flush=True)
+    try:
+        with stopping.on_signal():
+            _run_stages(args, out, started, spent, done, bench_file)
+    except (stopping.Stopped, SystemExit) as stop:
+        if isinstance(stop, SystemExit) and stop.code != STOPPED_EXIT:
+            raise
+        running = next((s for s in STAGES if s not in spent and s not in done), "a stage")
+        print(f"\nkdlib.gpujob: stopped while {running} ran; every process it started has ended. Finished stages "
+              f"({', '.join(spent) or 'none'}) and the interrupted stage's finished training runs and last epoch are "
+              f"kept in {out}. To continue: run the same command again:\n    "
+              + " ".join(shlex.quote(a) for a in [sys.executable, "-m", "kdlib.gpujob", *sys.argv[1:]]),
+              file=sys.stderr, flush=True)
+        raise SystemExit(STOPPED_EXIT) from None
+    summary = {s: (f"{spent[s]:.0f} s" if s in spent else "done earlier" if s in done else "not run")
+               for s in STAGES}
+    write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    print(f"kdlib.gpujob: {time.perf_counter() - started:.0f} s; " + ", ".join(f"{k}: {v}" for k, v in summary.items()))
+
+
+def _run_stages(args, out: Path, started: float, spent: dict, done: set, bench_file: Path) -> None:
     for stage in plan(args.minutes, None, done, args.smoke):
         if stage != "bench" and bench_file.is_file() and args.minutes:  # re-plan with this GPU's bench
             # At smoke scale the budget counts the stages' estimates, not the clock: what runs
@@ -192,10 +215,6 @@ def main(argv=None) -> None:
         spent[stage] = time.perf_counter() - t0
         write_text(out / stage / ".done", f"{spent[stage]:.0f} s\n")
         print(f"== {stage} done in {spent[stage]:.0f} s", flush=True)
-    summary = {s: (f"{spent[s]:.0f} s" if s in spent else "done earlier" if s in done else "not run")
-               for s in STAGES}
-    write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
-    print(f"kdlib.gpujob: {time.perf_counter() - started:.0f} s; " + ", ".join(f"{k}: {v}" for k, v in summary.items()))
 
 
 if __name__ == "__main__":

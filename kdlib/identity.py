@@ -1,7 +1,7 @@
 """What a run is, said once: the identity stored with every record and checkpoint, and every
 match and key derived from it.
 
-    of(cfg, splits, teacher, recipe, group)  -> dict   stored in records and checkpoints
+    of_run(cfg, splits, teacher, recipe, group) -> dict  stored in records and checkpoints
     matches(saved, wanted)                   -> bool   reuse: a finished run is taken only if equal
     COMPARED                                 (names)   what a table may not mix (results.comparable)
     key(*parts)                              -> str    epoch states and caches are named by it
@@ -40,7 +40,7 @@ def recipe_code(recipe: str, source: str | None = None) -> str:
     method = get(recipe)
     roots = ["member_losses", method.loss.__name__, *([method.head.__name__] if method.head else [])]
     code = definitions_digest(source or (_HERE / "methods.py").read_text(), roots)
-    return digest_text(code, list(method.needs), method.features, method.teacher)[:12]
+    return digest_text(code, list(method.needs), method.reads_stages, method.teacher)[:12]
 
 
 DISPLAY_ONLY = ("progress", "device", "amp")  # replaced by device_type and precision, or no effect
@@ -54,7 +54,7 @@ def settings(cfg: Config) -> dict:
     return {k: v for k, v in asdict(cfg).items() if k not in DISPLAY_ONLY}
 
 
-def of(cfg: Config, splits=None, teacher=None, recipe: str | None = None, group=None) -> dict:
+def of_run(cfg: Config, splits=None, teacher=None, recipe: str | None = None, group=None) -> dict:
     """A run's identity: its settings, device type, precision and code; with `splits`, the
     data's content and sizes; the teacher's weights (None: no teacher); the recipe; and
     `group`, the seeds it was trained with as one stacked network (itself alone by default)."""

@@ -55,7 +55,9 @@ def ce_logit_gradient(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 def gradient_attention(logits: torch.Tensor, labels: torch.Tensor, features: list[torch.Tensor],
                        create_graph: bool = False) -> list[torch.Tensor]:
     r"""Saliency maps of feature maps: the attention map of the cross-entropy's gradient with
-    respect to each (every sample's own loss, in one backward pass through the logits).
+    respect to each (every sample's own loss, through the logits at once: one backward pass
+    where samples do not interact, as in eval mode; a train-mode BatchNorm couples them, and
+    then each sample's map also carries the others' gradients through the batch statistics).
 
     .. math:: G = \partial \mathrm{CE}(z, y) / \partial A, \quad \hat G = G / \max|G|, \quad
               Q = \mathrm{vec}(\tfrac{1}{C}\sum_c \hat G_c^2), \quad Q/\|Q\|_2

@@ -1,7 +1,7 @@
 """The ways to train the student, each declared once: its loss recipe for the one training
 engine, and everything tables, plots and reports say about it.
 
-The engine runs the student (with its stage outputs when a recipe says `features`); a recipe
+The engine runs the student (with its stage outputs when a recipe says `reads_stages`); a recipe
 takes that `Batch` (images, labels, logits, stages, the teacher's targets for exactly these
 images, and the method's own trainable `head` if it has one) and the config, and returns its
 named, already weighted loss terms *per sample*; the engine averages each over the batch and
@@ -50,7 +50,7 @@ class Batch:
     x: torch.Tensor                    # the normalized, augmented images
     y: torch.Tensor                    # their labels
     logits: torch.Tensor               # the student's logits for x
-    stages: list[torch.Tensor] = field(default_factory=list)  # its stage outputs (`features` recipes)
+    stages: list[torch.Tensor] = field(default_factory=list)  # its stage outputs (`reads_stages` recipes)
     targets: dict = field(default_factory=dict)               # the teacher's, for exactly these views
     head: Callable | None = None       # the method's own trainable module (`Method.head`), if any
 
@@ -62,7 +62,7 @@ class Method:
     needs: tuple[str, ...]  # teacher targets: "logits", "act", "grad" and/or "feat"
     loss: Callable          # (Batch, Config) -> {term: per-sample loss}
     knobs: tuple[str, ...] = ()  # the Config fields only this recipe reads (tables compare the rest)
-    features: bool = False  # whether the loss reads the student's stage outputs
+    reads_stages: bool = False  # whether the loss reads the student's stage outputs
     label: str = ""         # its name in figures
     transfers: str = ""     # the kind of attention map it matches to the teacher's ("act", "grad")
     head: Callable | None = None  # (Config, seed) -> a module trained with the student, then dropped
@@ -160,16 +160,16 @@ METHODS = {m.name: m for m in [  # in the order of every table and figure
            reference=74.54, reference_untrained=True),
     Method("ls", "label smoothing (control)", (), _label_smoothing, ("smoothing",), label="label\nsmoothing",
            control="no teacher: soft targets alone", control_of="kd"),
-    Method("grad_at", "gradient attention", ("grad",), _grad_at, ("beta",), features=True, label="grad AT",
+    Method("grad_at", "gradient attention", ("grad",), _grad_at, ("beta",), reads_stages=True, label="grad AT",
            transfers="grad", reference=72.50, reference_untrained=True),
-    Method("act_at", "squared-activation attention", ("act",), _act_at, ("beta",), features=True, label="act AT",
+    Method("act_at", "squared-activation attention", ("act",), _act_at, ("beta",), reads_stages=True, label="act AT",
            transfers="act", reference=72.69, reference_untrained=True),
     Method("kd_grad_at", "KD + gradient attention", ("logits", "grad"), _kd_grad_at, (*_KD_KNOBS, "beta"),
-           features=True, label="KD + grad AT", transfers="grad", reference=73.29, reference_untrained=True),
+           reads_stages=True, label="KD + grad AT", transfers="grad", reference=73.29, reference_untrained=True),
     Method("cosine", "cosine loss on the hidden representation", ("feat",), _cosine, ("feature_weight",),
-           features=True, label="cosine\nhidden", tutorial=71.50),
+           reads_stages=True, label="cosine\nhidden", tutorial=71.50),
     Method("regressor", "regressor + MSE on feature maps", ("feat",), _regressor, ("feature_weight",),
-           features=True, label="regressor\nMSE", head=regressor_head, tutorial=70.82),
+           reads_stages=True, label="regressor\nMSE", head=regressor_head, tutorial=70.82),
 ]}
 ORDER = ["teacher", *METHODS]  # the teacher's row first
 KNOBS = sorted({k for m in METHODS.values() for k in m.knobs})
@@ -217,6 +217,6 @@ def apply(method: str | Method, model, x: torch.Tensor, y: torch.Tensor, targets
     if recipe.head is not None and head is None:
         raise ValueError(f"Method {recipe.name!r} trains its own head with the student: pass head=..., e.g. "
                          f"kdlib.methods.get({recipe.name!r}).head(cfg, seed) (an untrained one gives another loss).")
-    forward = (lambda x: forward_features(model, x)) if recipe.features else (lambda x: (model(x), []))
+    forward = (lambda x: forward_features(model, x)) if recipe.reads_stages else (lambda x: (model(x), []))
     logits, terms = member_losses(forward, recipe, x, y, targets, cfg, 1, head)
     return logits, {name: value[0] for name, value in terms.items()}

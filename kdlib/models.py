@@ -188,7 +188,7 @@ def segments(model: nn.Module) -> list[nn.Module]:
 
 
 def build(name: str, num_classes: int = 10, seed: int | None = None) -> nn.Module:
-    """A model by its class name ("DeepNN" or "LightNN"), its weights drawn from `seed` if given."""
+    """A model by its class name (a key of ARCHITECTURES), its weights drawn from `seed` if given."""
     if name not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {name!r}: expected one of {sorted(ARCHITECTURES)}.")
     if seed is None:

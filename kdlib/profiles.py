@@ -33,9 +33,9 @@ PROFILES = {
     # the controls, and sweeps with 2 seeds per point. Chosen by a screen on validation
     # (scripts/recipe_screen.py, 2-core AMD EPYC, 2026-11-30; README, "The CPU course"): KD minus
     # CE was +1.07 [-0.59, +2.74] with 30 epochs of 10,000 images and +3.60 [+3.17, +4.03] with
-    # 60; 60 epochs of 5,000 gave +3.95 [+3.29, +4.61] at half the cost, which keeps 01-06
-    # within 20 minutes of a 2-core CPU. Validation every 5 epochs: a pass per epoch would
-    # cost a third of the training.
+    # 60; 60 epochs of 5,000 gave +3.95 [+3.29, +4.61] at half the cost (01-06 took 1,422 s
+    # on a 2-core AMD EPYC with bf16, 2026-11-30; README for other CPUs). Validation every 5
+    # epochs: a pass per epoch would cost a third of the training.
     "course": {**BASE, "n_train": 5000, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER,
                "teacher_epochs": 20, "student_epochs": 60, "weight_decay": 5e-4, "eval_every": 5,
                "sweep_seeds": [0, 1], "temperatures": [1.0, 4.0, 8.0], "kd_weights": [0.25, 0.5, 0.9],

@@ -31,7 +31,7 @@ def path(family: str = "tutorial") -> Path:
     return WEIGHTS_DIR / f"teacher-{family}.pt"
 
 
-def publish(checkpoint, record: dict, splits: data.Splits, out: Path | None = None,
+def write_teacher(checkpoint, record: dict, splits: data.Splits, out: Path | None = None,
             command: str = "", machine: str = "") -> Path:
     """Write the trained teacher at `checkpoint` (with its `record` from the run) to `out`
     in float16, with the test accuracy of those float16 weights on `splits`, the data and
@@ -129,7 +129,7 @@ def main(argv=None) -> None:
     record = records[-1]
     splits = data.load(args.data or record["source"], n_test=record.get("n_test"),
                        normalization=args.normalization)
-    out = publish(args.run_dir / "checkpoints" / "teacher.pt", record, splits, args.out, args.command,
+    out = write_teacher(args.run_dir / "checkpoints" / "teacher.pt", record, splits, args.out, args.command,
                   args.machine)
     print(json.dumps({"written": str(out), "family": record["config"].get("family", "tutorial"),
                       "accuracy": load_tensors(out)["meta"]["accuracy"]}))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import results
 from .methods import METHODS
+from .models import build, count_parameters, student_architecture, teacher_architecture
 
 # 06's family of comparisons: every method that distils against CE, and KD against each control.
 COMPARISONS = [*((m.name, "ce") for m in METHODS.values() if m.needs and not m.control),
@@ -38,12 +39,36 @@ def _pair(records, method, baseline):
     return None if found.empty or found.iloc[0]["n_pairs"] < 2 else found.iloc[0]
 
 
+def verdict(records: list[dict], method: str, baseline: str = "ce") -> str:
+    """One sentence, computed from the records, on how `method` compares with `baseline`:
+    the two accuracies, the difference with its sign, and whether the paired 95% interval
+    over seeds excludes zero (or that one seed cannot tell)."""
+    tab = results.table(records).set_index("method")
+    if method not in tab.index or baseline not in tab.index:
+        missing = [m for m in (method, baseline) if m not in tab.index]
+        return f"No comparable {' or '.join(missing)} run yet: nothing to compare."
+    ours, base = tab.loc[method], tab.loc[baseline]
+    paired = results.comparisons(records, [(method, baseline)], correct=False).set_index("method")
+    # The paired mean difference (over the seeds both have), the number the interval is about.
+    diff = paired.loc[method, "mean_diff"] if method in paired.index else ours["mean"] - base["mean"]
+    where = "above" if diff > 0 else "below" if diff < 0 else "level with"
+    sentence = (f"{method}: {ours['mean']:.2f}% against {baseline} {base['mean']:.2f}% "
+                f"({int(ours['n_seeds'])} and {int(base['n_seeds'])} seed(s)): {abs(diff):.2f} points {where} {baseline}")
+    if method not in paired.index or paired.loc[method, "n_pairs"] < 2:
+        return sentence + ". With one seed there is no estimate of seed-to-seed noise, so this does not rank them."
+    p = paired.loc[method]
+    interval = f"paired over {int(p['n_pairs'])} seeds, 95% interval {p['ci95_low']:+.2f} to {p['ci95_high']:+.2f} points"
+    if p["beyond_noise"]:
+        return sentence + f"; {interval}: beyond seed noise."
+    return sentence + f"; {interval}, which includes zero: no difference beyond seed noise is shown."
+
+
 def _against_ce(records, method) -> str:
     """The method minus CE, paired by seed, and whether that is beyond seed noise (one seed:
     the verdict, which says it cannot tell)."""
     row = _pair(records, method, "ce")
     if row is None:
-        return results.verdict(records, method)
+        return verdict(records, method)
     return f"{method} minus CE, paired by seed: {_difference(row)}" + (
         ": beyond seed noise." if row["beyond_noise"] else ", which includes zero: no difference beyond seed noise.")
 
@@ -80,8 +105,10 @@ def baseline(records: list[dict]) -> str:
              " (one seed: no estimate of seed noise).")
     if "teacher" in tab.index:
         gap = tab.loc["teacher", "mean"] - ce["mean"]
+        family = records[-1]["config"].get("family", "tutorial")
+        sizes = [count_parameters(build(a)) for a in (teacher_architecture(family), student_architecture(family))]
         text += (f"\nThe teacher is {gap:.2f} points more accurate: that gap is what distillation can try to close; "
-                 "the student has 4.4× fewer parameters, so it cannot be expected to close all of it.")
+                 f"the student has {sizes[0] / sizes[1]:.1f}× fewer parameters, so it cannot be expected to close all of it.")
     return text
 
 
@@ -90,7 +117,7 @@ def distillation(records: list[dict]) -> str:
     tab = results.table(records).set_index("method")
     kd_ce = _pair(records, "kd", "ce")
     if kd_ce is None:
-        return results.verdict(records, "kd")
+        return verdict(records, "kd")
     lines = [f"KD minus CE, paired by seed: {_difference(kd_ce)}."]
     controls = {c: _pair(records, "kd", c) for c in ("kd_untrained", "ls")}
     for control, row in controls.items():
@@ -160,8 +187,9 @@ def overall(records: list[dict]) -> str:
         lines.append(f"- {row.method} − {row.baseline}: {row.mean_diff:+.2f} points, p = {row.p_value:.3f}, "
                      f"Holm-adjusted p = {row.p_holm:.3f}: " + ("holds." if row.holm else "does not hold."))
     if len(table) and table["n_pairs"].max() <= 3:
-        lines.append("With three seeds a paired t-test has two degrees of freedom: only a consistent difference, "
-                     "large against its spread, survives; more seeds would make smaller gains visible.")
+        n = int(table["n_pairs"].max())
+        lines.append(f"With {n} seeds a paired t-test has {n - 1} degree{'s' if n > 2 else ''} of freedom: only a "
+                     "consistent difference, large against its spread, survives; more seeds would make smaller gains visible.")
     return "\n".join(lines)
 
 

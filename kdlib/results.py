@@ -2,7 +2,7 @@
 
 A record holds: method, seed, config, metrics, history, data source, device, seconds, time,
 and the run's identity (settings, data content and size, teacher and own weights, device
-type, precision, code version; see `kdlib.experiment.identity`).
+type, precision, engine and recipe code; see `kdlib.identity`).
 
 `table(records)` gives mean ± std over seeds per method, with the reference notebook's and
 the PyTorch tutorial's accuracies. A
@@ -248,26 +248,6 @@ def map_similarity(records: list[dict]) -> pd.DataFrame:
 MATCHED_MAPS = {m.name: m.transfers for m in METHODS.values() if m.transfers}
 
 
-def transfer(records: list[dict], baseline: str = "ce") -> list[str]:
-    """A sentence per attention method, computed from `map_similarity`: whether its maps of
-    the kind it matched came closer to the teacher's than the baseline's maps did."""
-    table = map_similarity(records).set_index("method")
-    lines = []
-    for method, kind in MATCHED_MAPS.items():
-        if method not in table.index or baseline not in table.index:
-            continue
-        columns = [c for c in table.columns if c.startswith(kind) and table[c].notna().all()]
-        own, base = table.loc[method, columns], table.loc[baseline, columns]
-        stages = " / ".join(c.split()[1] for c in columns)
-        closer = (own > base).all()
-        lines.append(f"{method}: its {kind} maps have cosine similarity {' / '.join(f'{v:.3f}' for v in own)} "
-                     f"to the teacher's (stage {stages}), the {baseline} student's "
-                     f"{' / '.join(f'{v:.3f}' for v in base)}: "
-                     + ("closer to the teacher's at every stage, so the maps did transfer."
-                        if closer else "not closer at every stage, so the transfer did not take hold there."))
-    return lines
-
-
 def paired_differences(records: list[dict], baseline: str = "ce") -> pd.DataFrame:
     """Accuracy of each method minus the baseline's, paired by seed (points of %).
 
@@ -348,27 +328,3 @@ def format_table(tab: pd.DataFrame) -> str:
         agreement = "" if r.teacher_agreement != r.teacher_agreement else f"{r.teacher_agreement:.1f}"
         lines.append(f"| {r.method} | {r.n_seeds} | {accuracy} | {reference} | {tutorial} | {agreement} | {r.ece:.3f} |")
     return "\n".join(lines + ["", f"¹ Reference: {REFERENCE_SOURCE}.", f"² Tutorial: {TUTORIAL_SOURCE}."])
-
-
-def verdict(records: list[dict], method: str, baseline: str = "ce") -> str:
-    """One sentence, computed from the records, on how `method` compares with `baseline`:
-    the two accuracies, the difference with its sign, and whether the paired 95% interval
-    over seeds excludes zero (or that one seed cannot tell)."""
-    tab = table(records).set_index("method")
-    if method not in tab.index or baseline not in tab.index:
-        missing = [m for m in (method, baseline) if m not in tab.index]
-        return f"No comparable {' or '.join(missing)} run yet: nothing to compare."
-    ours, base = tab.loc[method], tab.loc[baseline]
-    paired = comparisons(records, [(method, baseline)], correct=False).set_index("method")
-    # The paired mean difference (over the seeds both have), the number the interval is about.
-    diff = paired.loc[method, "mean_diff"] if method in paired.index else ours["mean"] - base["mean"]
-    where = "above" if diff > 0 else "below" if diff < 0 else "level with"
-    sentence = (f"{method}: {ours['mean']:.2f}% against {baseline} {base['mean']:.2f}% "
-                f"({int(ours['n_seeds'])} and {int(base['n_seeds'])} seed(s)): {abs(diff):.2f} points {where} {baseline}")
-    if method not in paired.index or paired.loc[method, "n_pairs"] < 2:
-        return sentence + ". With one seed there is no estimate of seed-to-seed noise, so this does not rank them."
-    p = paired.loc[method]
-    interval = f"paired over {int(p['n_pairs'])} seeds, 95% interval {p['ci95_low']:+.2f} to {p['ci95_high']:+.2f} points"
-    if p["beyond_noise"]:
-        return sentence + f"; {interval}: beyond seed noise."
-    return sentence + f"; {interval}, which includes zero: no difference beyond seed noise is shown."

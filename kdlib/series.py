@@ -27,11 +27,13 @@ import argparse
 import ast
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from . import stopping
 from .files import write_text
 from .profiles import PROFILES
 
@@ -39,6 +41,9 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 REPOSITORY = NOTEBOOK_DIR.parent
 MARKER = ".kdlib-run"    # written into a run folder when a run starts
 STAGING = ".partial"     # a notebook's outputs until it has run to the end
+LOCK = ".lock"           # held while a process runs the series in the folder (kdlib.stopping)
+RUNNING = ".running"     # the notebook being run
+STOPPED_EXIT = 130       # the exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells use)
 NOTEBOOKS = ["01_teacher.ipynb", "02_student_baseline.ipynb", "03_kd_logits.ipynb",
              "04_grad_attention.ipynb", "05_squared_attention.ipynb", "06_combined.ipynb",
              "07_sweeps.ipynb"]
@@ -140,25 +145,40 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 
 def run(profile: str = "course", out: Path | None = None, overrides=(), notebooks=None,
         resume: bool = False) -> Path:
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
+    started = time.perf_counter()
     run_dir = (out or Path("runs") / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     overrides = list(overrides) + ([("reuse", "True")] if resume else [])
     params = parameters(profile, overrides, run_dir)
     check_run_dir(run_dir, resume)
     preflight(params)
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with stopping.exclusive(run_dir / LOCK, f"The run folder {run_dir}"), stopping.on_signal():
+            _run_notebooks(profile, run_dir, params, overrides, notebooks or NOTEBOOKS)
+    except stopping.Busy as error:
+        raise SystemExit(f"kdlib.series: {error}")
+    except stopping.Stopped as stop:
+        print(_stopped(stop, profile, run_dir, overrides, notebooks), file=sys.stderr, flush=True)
+        raise SystemExit(STOPPED_EXIT) from None
+    print(f"\nseries ({profile}) done in {time.perf_counter() - started:.0f} s; outputs in {run_dir}")
+    print_table(run_dir)
+    return run_dir
+
+
+def _run_notebooks(profile: str, run_dir: Path, params: dict, overrides, notebooks) -> None:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     write_text(run_dir / MARKER, json.dumps({"profile": profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                              "overrides": [list(o) for o in overrides]}) + "\n")
     stage = run_dir / STAGING
-    started = time.perf_counter()
     progress = _EpochLines(run_dir / "progress.log")
     try:
-        for name in notebooks or NOTEBOOKS:
+        for name in notebooks:
             shutil.rmtree(stage, ignore_errors=True)
             stage.mkdir()
             staged = stage / name
+            write_text(run_dir / RUNNING, name + "\n")
             print(f"\n== {name} -> {run_dir / name}", flush=True)
             t0 = time.perf_counter()
             try:
@@ -176,12 +196,27 @@ def run(profile: str = "course", out: Path | None = None, overrides=(), notebook
                                  f"folder's earlier notebooks and figures are as they were.")
             _move_into(stage, run_dir)
             print(f"   {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        (run_dir / RUNNING).unlink(missing_ok=True)
     finally:
         progress.stop()
         shutil.rmtree(stage, ignore_errors=True)  # a failed notebook's figures never replace good ones
-    print(f"\nseries ({profile}) done in {time.perf_counter() - started:.0f} s; outputs in {run_dir}")
-    print_table(run_dir)
-    return run_dir
+
+
+def _stopped(stop: stopping.Stopped, profile: str, run_dir: Path, overrides, notebooks) -> str:
+    """The paragraph an interrupted series ends with: what ran, what is kept, how to go on."""
+    running = (run_dir / RUNNING).read_text().strip() if (run_dir / RUNNING).is_file() else "a notebook"
+    log = run_dir / "progress.log"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    last = f"; its last finished epoch: {lines[-1].split('  loss')[0]}" if lines else ""
+    given = [(k, v) for k, v in overrides if k != "reuse"]
+    rest = [] if notebooks is None else notebooks[notebooks.index(running):] if running in notebooks else notebooks
+    command = " ".join(["python -m kdlib.series", "--profile", profile, "--resume", shlex.quote(str(run_dir)),
+                        *(f"-p {k} {shlex.quote(str(v))}" for k, v in given),
+                        *(["--notebooks", *rest] if rest else [])])
+    return (f"\nkdlib.series: stopped by {stop} while {running} ran{last}. Every process it started has ended. "
+            f"Kept in {run_dir}: every notebook that finished, every training run that finished (record and "
+            "checkpoint), and each interrupted run's last finished epoch (its epoch state). To continue where it "
+            f"stopped:\n    {command}")
 
 
 class _EpochLines:
@@ -242,7 +277,7 @@ def print_table(run_dir: Path) -> None:
     print(markdown)
 
 
-def publish(run_dir: Path) -> None:
+def copy_to_repository(run_dir: Path) -> None:
     """Make a finished run the repository's showcase: its executed notebooks replace the
     sources (outputs kept, papermill's injected-parameters cell dropped, so the parameters
     cell stays the one a reader edits) and its figures, results.csv and runs.csv go into figures/."""
@@ -286,7 +321,7 @@ def main(argv=None) -> None:
                         help="copy a finished run's notebooks (with outputs) and figures into the repository")
     args = parser.parse_args(argv)
     if args.publish:
-        return publish(args.publish)
+        return copy_to_repository(args.publish)
     if args.resume:
         if args.out and args.out != args.resume:
             raise SystemExit("--resume RUN_DIR writes into RUN_DIR: leave out --out.")

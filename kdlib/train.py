@@ -30,13 +30,14 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from . import data, identity, methods
+from . import data, identity, methods, stopping
 from .config import Config, autocast, describe_device, resolve_device
 from .files import load_tensors, save_tensors, weights_digest
 from .members import Members
@@ -119,7 +120,7 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     _check_inputs(models, seeds, splits, recipe, teacher)
     device = resolve_device(cfg.device)
     # What an epoch state must match to be continued: this very training, from its first weights.
-    state_key = identity.key(identity.of(cfg, splits, teacher, recipe.name, seeds),
+    state_key = identity.key(identity.of_run(cfg, splits, teacher, recipe.name, seeds),
                              [weights_digest(m) for m in models]) if state is not None else None
 
     # The whole dataset on the training device, once: every batch is then gathered, normalized
@@ -132,7 +133,7 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     heads = _heads(recipe, cfg, seeds, device)
     trained = nn.ModuleList([net, *heads])  # what the optimizer updates and an epoch state keeps
     teacher_source = _teacher_source(recipe, teacher, targets, splits, cfg)
-    step = _Step(_forward(net, cfg.compile, recipe.features), recipe, teacher_source, _apply_heads(heads), cfg,
+    step = _Step(_forward(net, cfg.compile, recipe.reads_stages), recipe, teacher_source, _apply_heads(heads), cfg,
                  device, len(models))
     steps_per_epoch = math.ceil(len(splits.y_train) / cfg.batch_size)
     optimizer, scheduler = _optimizer(trained, cfg, steps_per_epoch, device)
@@ -141,33 +142,38 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
                 source=splits.source, group=seeds) for m, s in zip(models, seeds)]
     label = (label or recipe.name) + (f" x{len(models)}" if len(models) > 1 else "")
     resumable = (trained, optimizer, scheduler, generators, runs)
-    first, elapsed = _resume(state, state_key, *resumable) if state is not None else (1, 0.0)
-    if first > 1 and isinstance(net, Members):
-        net.write_back()
-    bar = _progress(cfg.epochs * steps_per_epoch, label, cfg.progress, initial=(first - 1) * steps_per_epoch)
-    started = time.perf_counter() - elapsed * len(models)
-    for epoch in range(first, cfg.epochs + 1):
-        epoch_start = time.perf_counter()
-        trained.train()
-        sums = _epoch(step, splits, generators, optimizer, scheduler, steps_per_epoch, bar)
-        seconds = (time.perf_counter() - epoch_start) / len(models)
-        if isinstance(net, Members):
+    # One process at a time trains a run: a second (an orphaned kernel, a second --resume) would
+    # write the same epoch state.
+    with (stopping.exclusive(Path(state).with_suffix(".lock"), f"The epoch state {Path(state).name}")
+          if state is not None else nullcontext()):
+        first, elapsed = _resume(state, state_key, *resumable) if state is not None else (1, 0.0)
+        if first > 1 and isinstance(net, Members):
             net.write_back()
-        _record_epoch(runs, epoch, sums, seconds, splits, cfg)
-        if on_epoch is not None:
-            on_epoch(epoch, runs)
-        elapsed = (time.perf_counter() - started) / len(models)
-        if state is not None and epoch < cfg.epochs:
-            _save_state(state, state_key, epoch, elapsed, *resumable)
-        _show(bar, label, runs[0].history[-1], cfg.epochs, elapsed)
-    bar.close()
-    for run in runs:
-        run.seconds = elapsed
-        run.metrics = evaluate(run.model, splits, teacher=teacher, cfg=cfg)
-        if splits.y_val is not None:  # what sweeps and screens choose on
-            run.metrics["val_accuracy"] = run.history[-1]["val_acc"]
+        bar = _progress(cfg.epochs * steps_per_epoch, label, cfg.progress, initial=(first - 1) * steps_per_epoch)
+        started = time.perf_counter() - elapsed * len(models)
+        for epoch in range(first, cfg.epochs + 1):
+            epoch_start = time.perf_counter()
+            trained.train()
+            sums = _epoch(step, splits, generators, optimizer, scheduler, steps_per_epoch, bar)
+            seconds = (time.perf_counter() - epoch_start) / len(models)
+            if isinstance(net, Members):
+                net.write_back()
+            _record_epoch(runs, epoch, sums, seconds, splits, cfg)
+            if on_epoch is not None:
+                on_epoch(epoch, runs)
+            elapsed = (time.perf_counter() - started) / len(models)
+            if state is not None and epoch < cfg.epochs:
+                _save_state(state, state_key, epoch, elapsed, *resumable)
+            _show(bar, label, runs[0].history[-1], cfg.epochs, elapsed)
+        bar.close()
+        for run in runs:
+            run.seconds = elapsed
+            run.metrics = evaluate(run.model, splits, teacher=teacher, cfg=cfg)
+            if splits.y_val is not None:  # what sweeps and screens choose on
+                run.metrics["val_accuracy"] = run.history[-1]["val_acc"]
     if state is not None:  # the finished run's checkpoint is its caller's to keep
         Path(state).unlink(missing_ok=True)
+        Path(state).with_suffix(".lock").unlink(missing_ok=True)
     return runs
 
 

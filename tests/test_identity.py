@@ -18,11 +18,11 @@ def test_a_digest_tells_apart_the_same_bytes_read_as_another_type_or_shape():
 
 def test_the_identity_holds_recipe_group_device_and_code(synthetic):
     cfg = kdlib.Config(seed=2)
-    ident = identity.of(cfg, synthetic, None, "kd", [2, 0])
+    ident = identity.of_run(cfg, synthetic, None, "kd", [2, 0])
     assert ident["recipe"] == "kd" and ident["group"] == [0, 2] and ident["code"] == identity.ENGINE_CODE
     assert ident["recipe_code"] == identity.recipe_code("kd") != identity.recipe_code("kd_grad_at")
     assert ident["device_type"] == "cpu" and "progress" not in ident["settings"]
-    assert identity.of(cfg)["group"] == [2]  # alone by default
+    assert identity.of_run(cfg)["group"] == [2]  # alone by default
     assert identity.matches({**ident, "extra": 1}, ident) and not identity.matches({**ident, "recipe": "ce"}, ident)
 
 

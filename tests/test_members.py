@@ -56,7 +56,7 @@ def test_each_member_gets_exactly_its_own_loss_gradients_and_optimizer_step(meth
     targets = kdlib.targets.distillation_targets(teacher, x, y, recipe.needs) if recipe.needs else {}
 
     members = Members(_models()).train()
-    logits, per_member = kdlib.methods.member_losses(train._forward(members, False, recipe.features), recipe,
+    logits, per_member = kdlib.methods.member_losses(train._forward(members, False, recipe.reads_stages), recipe,
                                              x, y, targets, cfg, len(SEEDS))
     sum(value.sum() for value in per_member.values()).backward()
     optimizer = torch.optim.Adam(members.parameters(), lr=1e-2, weight_decay=1e-3)

@@ -85,7 +85,7 @@ def synthetic_teacher(tmp_path_factory):
     run = kdlib.experiment.train_teacher(splits, kdlib.Config(epochs=1, batch_size=64, progress=False),
                                          folder / "results", folder / "checkpoints")
     record, = kdlib.results.load(folder / "results")
-    return kdlib.published.publish(folder / "checkpoints" / "teacher.pt", record, splits, folder / "teacher.pt")
+    return kdlib.published.write_teacher(folder / "checkpoints" / "teacher.pt", record, splits, folder / "teacher.pt")
 
 
 @pytest.mark.parametrize("name", series.NOTEBOOKS[1:])

@@ -22,7 +22,7 @@ def trained(tmp_path_factory, synthetic):
 
 def test_a_published_teacher_is_float16_and_carries_its_own_accuracy(trained, synthetic, tmp_path):
     (record,) = results.load(trained / "results")
-    out = published.publish(trained / "checkpoints" / "teacher.pt", record, synthetic, tmp_path / "t.pt",
+    out = published.write_teacher(trained / "checkpoints" / "teacher.pt", record, synthetic, tmp_path / "t.pt",
                             command="python -m kdlib.series --profile smoke")
     payload = kdlib.files.load_tensors(out)
     assert {v.dtype for v in payload["state_dict"].values()} == {torch.float16}
@@ -38,7 +38,7 @@ def test_a_published_teacher_is_float16_and_carries_its_own_accuracy(trained, sy
 
 def test_a_published_teacher_refuses_other_classes_architectures_and_plain_checkpoints(trained, synthetic, tmp_path):
     (record,) = results.load(trained / "results")
-    out = published.publish(trained / "checkpoints" / "teacher.pt", record, synthetic, tmp_path / "t.pt")
+    out = published.write_teacher(trained / "checkpoints" / "teacher.pt", record, synthetic, tmp_path / "t.pt")
     with pytest.raises(CheckpointError, match="for 10 classes, but the data has 4"):
         published.load(out, kdlib.data.synthetic(64, 32, num_classes=4))
     with pytest.raises(CheckpointError, match="holds a DeepNN, not the ReferenceDeepNN"):
@@ -55,10 +55,10 @@ def test_a_published_teacher_refuses_other_classes_architectures_and_plain_check
 
 def test_01_takes_a_published_teacher_instead_of_training(trained, synthetic, tmp_path, monkeypatch):
     (record,) = results.load(trained / "results")
-    out = published.publish(trained / "checkpoints" / "teacher.pt", record, synthetic, tmp_path / "t.pt")
+    out = published.write_teacher(trained / "checkpoints" / "teacher.pt", record, synthetic, tmp_path / "t.pt")
     monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("trained a teacher it was given"))
     cfg = kdlib.Config(epochs=7, progress=False)  # this run's teacher_epochs: not the published recipe
-    run = experiment.train_teacher(synthetic, cfg, tmp_path / "results", tmp_path / "ck", weights=out)
+    run = experiment.take_published_teacher(out, synthetic, cfg, tmp_path / "results", tmp_path / "ck")
     assert run.config.epochs == 2 and run.history == record["history"] and run.seconds == 0
     (adopted,) = results.load(tmp_path / "results")
     assert adopted["published"] == str(out) and adopted["weights"] == kdlib.files.weights_digest(run.model)

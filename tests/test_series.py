@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -135,7 +136,8 @@ def _fake_papermill(monkeypatch, fail_at=None, error=None):
 
 
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and p.name not in (series.LOCK, series.RUNNING)}
 
 
 @pytest.mark.parametrize("error", [None, KeyboardInterrupt()], ids=["notebook fails", "Ctrl-C"])
@@ -166,5 +168,83 @@ def test_publish_copes_with_a_run_without_some_notebooks(tmp_path, monkeypatch):
     import nbformat
     nbformat.write(nbformat.v4.new_notebook(), run_dir / "01_teacher.ipynb")
     (run_dir / "results.csv").write_text("method\n")
-    series.publish(run_dir)
+    series.copy_to_repository(run_dir)
     assert [p.name for p in (repo / "notebooks").iterdir()] == ["01_teacher.ipynb"]
+
+
+# ----------------------------------------------------------------------------- Ctrl-C and SIGTERM stop everything
+
+def _start(run_dir: Path, *extra) -> subprocess.Popen:
+    """A smoke series whose teacher trains long enough to be interrupted, in a process group of
+    its own (as a terminal runs a command)."""
+    command = [sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--notebooks", "01_teacher.ipynb",
+               "02_student_baseline.ipynb", "-p", "teacher_epochs", "40", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for_epoch(run_dir: Path, epoch: int, process, timeout=240):
+    import time
+    log = run_dir / "progress.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.is_file() and f"epoch {epoch}/40" in log.read_text():
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    pytest.fail("the teacher never reached the epoch")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("how", ["Ctrl-C to the group", "SIGTERM to the series"])
+def test_a_stopped_series_ends_every_process_says_how_to_resume_and_resumes(tmp_path, how):
+    import signal
+    import time
+    from kdlib import stopping
+    run_dir = tmp_path / "run"
+    process = _start(run_dir, "--out", str(run_dir))
+    _wait_for_epoch(run_dir, 2, process)
+    started = stopping.children(process.pid)  # the kernel among them
+    assert started
+    sent = time.monotonic()
+    if how.startswith("Ctrl-C"):
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 30
+    assert process.returncode == series.STOPPED_EXIT, err[-3000:]
+    assert "stopped by" in err and "while 01_teacher.ipynb ran" in err and "Every process it started has ended" in err
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert not [pid for pid in started if stopping._alive(pid)]  # the kernel did not go on training
+    command = err.split("To continue where it stopped:")[1].strip()
+    assert command.startswith("python -m kdlib.series --profile smoke --resume") and "-p teacher_epochs 40" in command
+    assert list((run_dir / "checkpoints").glob("teacher.state.pt"))  # the last finished epoch is kept
+    log_before = (run_dir / "progress.log").read_text().count("teacher  epoch")
+
+    resumed = subprocess.run([sys.executable, *command.split()[1:]], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "continuing after epoch" in (run_dir / "01_teacher.ipynb").read_text()
+    assert (run_dir / "progress.log").read_text().count("teacher  epoch") < log_before + 40  # not from epoch 1
+
+
+@pytest.mark.notebooks
+def test_a_run_folder_in_use_is_refused_and_two_trainings_never_share_an_epoch_state(tmp_path, synthetic):
+    import kdlib
+    from kdlib import stopping
+    run_dir = tmp_path / "run"
+    process = _start(run_dir, "--out", str(run_dir))
+    try:
+        _wait_for_epoch(run_dir, 1, process)
+        again = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--resume", str(run_dir),
+                                "-p", "teacher_epochs", "40"], capture_output=True, text=True, timeout=120)
+        assert again.returncode != 0 and f"process {process.pid}" in again.stderr and "is in use by" in again.stderr
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+    # The engine's own lock: a second training of one epoch state (an orphaned kernel) is refused.
+    state = tmp_path / "student.state.pt"
+    with stopping.exclusive(state.with_suffix(".lock"), "held by this test"):
+        with pytest.raises(stopping.Busy, match="in use by process"):
+            kdlib.fit(kdlib.build("LightNN", synthetic.num_classes, seed=0), synthetic, "ce",
+                      cfg=kdlib.Config(epochs=1, batch_size=64, progress=False), state=state)
