@@ -63,7 +63,7 @@ def of_run(cfg: Config, splits=None, teacher=None, recipe: str | None = None, gr
            "code": ENGINE_CODE, "teacher": None if teacher is None else weights_digest(teacher)}
     if splits is not None:
         out.update(source=splits.source, data=splits.fingerprint, n_train=len(splits.y_train),
-                   n_test=len(splits.y_test))
+                   n_val=0 if splits.y_val is None else len(splits.y_val), n_test=len(splits.y_test))
     if recipe is not None:
         out["recipe"] = recipe
         out["recipe_code"] = recipe_code(recipe)

@@ -32,7 +32,7 @@ def path(family: str = "tutorial") -> Path:
 
 
 def write_teacher(checkpoint, record: dict, splits: data.Splits, out: Path | None = None,
-            command: str = "", machine: str = "") -> Path:
+                  command: str = "", machine: str = "") -> Path:
     """Write the trained teacher at `checkpoint` (with its `record` from the run) to `out`
     in float16, with the test accuracy of those float16 weights on `splits`, the data and
     recipe it was trained with, the `command` that trained it and the `machine` it ran on (the
@@ -43,11 +43,17 @@ record knows only "CPU (2 cores)"); and a Markdown note beside it."""
     out = Path(out or path(family))
     teacher = load_checkpoint(checkpoint, architecture=teacher_architecture(family),
                               num_classes=splits.num_classes)
+    float32 = record.get("metrics", {}).get("accuracy")
+    if float32 is None:  # a snapshot: measured here
+        float32 = evaluate(teacher.eval(), splits, cfg=Config(progress=False))["accuracy"]
     stored = _half(teacher)
     metrics = evaluate(stored, splits, cfg=Config(progress=False))
-    meta = {"published": True, "accuracy": metrics["accuracy"], "accuracy_float32": record["metrics"]["accuracy"],
+    meta = {"published": True, "accuracy": metrics["accuracy"], "accuracy_float32": float32,
+            "snapshot_epoch": record.get("snapshot_epoch"),
             "classes": list(splits.classes), "mean": list(splits.mean), "std": list(splits.std),
             "trained_on": {k: record.get(k) for k in ("source", "data", "n_train", "n_test")},
+            # which of the source's training images it saw (None: all of them, as before records kept it)
+            "images": record.get("images"),
             "measured_on": {"source": splits.source, "data": splits.fingerprint, "n_test": len(splits.y_test)},
             "config": record["config"], "history": record["history"], "device": record["device"],
             "seconds": record["seconds"], "time": record.get("time"), "code": record.get("code"),
@@ -74,10 +80,13 @@ def _note(out: Path, meta: dict, size: float) -> str:
             f"{meta['measured_on']['n_test']:,} test images of {meta['measured_on']['source']}; "
             f"in float32 after training: {100 * meta['accuracy_float32']:.2f}%\n"
             f"- trained on {trained['n_train']:,} images of {trained['source']} "
-            f"(data fingerprint {trained['data']}), {cfg['epochs']} epochs, lr {cfg['lr']}, "
+            f"(data fingerprint {trained['data']}), "
+            + (f"the snapshot after epoch {meta['snapshot_epoch']} of " if meta.get("snapshot_epoch") else "")
+            + f"{cfg['epochs']} epochs, lr {cfg['lr']}, "
             f"{cfg['schedule']}, weight decay {cfg['weight_decay']}, augment {cfg['augment']}, "
             f"views {cfg['views']}, batch {cfg['batch_size']}, seed {cfg['seed']}\n"
-            f"- on {meta.get('machine') or meta['device']}, {meta['seconds']:.0f} s, finished {meta['time']}, code {meta['code']}\n"
+            f"- on {meta.get('machine') or meta['device']}, {meta['seconds']:.0f} s of training, finished {meta['time']}, "
+            f"code {meta['code']}\n"
             f"- command: `{meta['command']}`\n\n"
             "Loaded by `notebooks/01_teacher.ipynb` with `teacher_weights` set to this file; "
             "`tests/test_published.py` measures its accuracy again where the real data is present.\n")
@@ -99,6 +108,10 @@ def load(weights, splits: data.Splits, family: str = "tutorial"):
     if meta["classes"] != list(splits.classes):
         raise CheckpointError(f"{weights} was trained on the classes {meta['classes']}, but this data has "
                               f"{list(splits.classes)}. It can only teach on the same classes. {hint}")
+    try:
+        splits.check_unseen(meta.get("images"), f"The published teacher {weights.name}")
+    except data.DataError as error:
+        raise CheckpointError(str(error)) from None
     if any(abs(a - b) > 0.01 for a, b in zip(meta["mean"] + meta["std"], list(splits.mean) + list(splits.std))):
         raise CheckpointError(
             f"{weights} expects images normalized with mean {_rounded(meta['mean'])}, std {_rounded(meta['std'])}; "
@@ -121,16 +134,28 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, help="default: weights/teacher-FAMILY.pt")
     parser.add_argument("--command", default="", help="the command that trained it, written beside it")
     parser.add_argument("--machine", default="", help="the machine it trained on, e.g. the CPU model and cores")
+    parser.add_argument("--n-val", type=int, default=None,
+                        help="the validation split it was trained without (default: its record's n_val); its "
+                             "normalization statistics are those of the images outside it")
+    parser.add_argument("--snapshot", type=int, metavar="EPOCH",
+                        help="publish the snapshot kept after EPOCH (checkpoints/teacher-epochNNN.pt) instead")
     args = parser.parse_args(argv)
     records = [r for r in results.load(args.run_dir / "results") if r["method"] == "teacher"]
     if not records:
         raise SystemExit(f"kdlib.published: {args.run_dir / 'results'} holds no teacher record: "
                          "give the folder of a run whose 01_teacher.ipynb finished.")
     record = records[-1]
+    checkpoint = args.run_dir / "checkpoints" / "teacher.pt"
+    if args.snapshot is not None:
+        checkpoint = checkpoint.with_name(f"teacher-epoch{args.snapshot:03d}.pt")
+        history = load_tensors(checkpoint)["meta"]["history"]
+        record = {**record, "history": history, "seconds": sum(row["seconds"] for row in history), "metrics": {},
+                  "snapshot_epoch": args.snapshot}
     splits = data.load(args.data or record["source"], n_test=record.get("n_test"),
+                       n_val=args.n_val if args.n_val is not None else record.get("n_val") or None,
                        normalization=args.normalization)
-    out = write_teacher(args.run_dir / "checkpoints" / "teacher.pt", record, splits, args.out, args.command,
-                  args.machine)
+    splits.check_unseen(record.get("images"), f"The teacher of {args.run_dir}")  # the split it was trained without
+    out = write_teacher(checkpoint, record, splits, args.out, args.command, args.machine)
     print(json.dumps({"written": str(out), "family": record["config"].get("family", "tutorial"),
                       "accuracy": load_tensors(out)["meta"]["accuracy"]}))
 

@@ -67,6 +67,20 @@ def test_01_takes_a_published_teacher_instead_of_training(trained, synthetic, tm
     assert kdlib.files.weights_digest(teacher) == adopted["weights"]
 
 
+def test_a_teacher_that_saw_the_validation_images_is_refused(tmp_path):
+    whole = kdlib.data.synthetic(n_train=300, n_test=100)
+    split = whole.subset(n_val=60)
+    cfg = kdlib.Config(epochs=1, batch_size=64, progress=False)
+    for name, trained_on in (("own", split), ("all", whole)):
+        experiment.train_teacher(trained_on, cfg, tmp_path / name / "results", tmp_path / name / "ck")
+        (record,) = results.load(tmp_path / name / "results")
+        published.write_teacher(tmp_path / name / "ck" / "teacher.pt", record, trained_on, tmp_path / f"{name}.pt")
+    published.load(tmp_path / "own.pt", split)  # never saw them: taken
+    published.load(tmp_path / "all.pt", whole.subset())  # no validation split here: nothing to protect
+    with pytest.raises(CheckpointError, match="trained on 60 of this run's 60 validation images"):
+        published.load(tmp_path / "all.pt", split)
+
+
 def test_the_series_checks_the_published_teacher_before_anything_runs(tmp_path):
     import subprocess
     import sys
@@ -89,3 +103,15 @@ def test_the_published_teacher_still_has_its_accuracy(family):
     measured = kdlib.evaluate(published.load(path, splits, family), splits, cfg=kdlib.Config(progress=False))
     assert measured["accuracy"] == pytest.approx(meta["accuracy"], abs=0.002)
     assert path.stat().st_size <= published.MAX_MB * 2 ** 20
+
+
+def test_a_snapshot_is_published_with_its_own_history_and_the_split_it_never_saw(tmp_path):
+    splits = kdlib.load("synthetic", n_val=100)
+    experiment.train_teacher(splits, kdlib.Config(epochs=2, batch_size=64, progress=False), tmp_path / "results",
+                             tmp_path / "checkpoints", snapshots=[1])
+    published.main([str(tmp_path), "--snapshot", "1", "--out", str(tmp_path / "early.pt")])
+    meta = kdlib.files.load_tensors(tmp_path / "early.pt")["meta"]
+    assert meta["snapshot_epoch"] == 1 and len(meta["history"]) == 1 and meta["config"]["epochs"] == 2
+    assert meta["mean"] == list(splits.mean)  # the statistics it trained with: without the validation images
+    assert "snapshot after epoch 1 of 2 epochs" in (tmp_path / "early.md").read_text()
+    published.load(tmp_path / "early.pt", splits)
