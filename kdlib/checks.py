@@ -73,6 +73,8 @@ RULES: dict[str, tuple[Callable, str]] = {
     "device": _TEXT,
     "amp": _one_of("auto", "bf16", "off"),
     "compile": _BOOL,
+    "workers": ((lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)),
+                '"auto" or an integer >= 1'),
     "progress": _BOOL,
     "eval_every": _int_at_least(1),
     "family": _one_of("tutorial", "reference"),
@@ -93,8 +95,9 @@ RULES: dict[str, tuple[Callable, str]] = {
     "temperatures": _list_of(_TEMPERATURE, "numbers > 0", "[1.0, 4.0]"),
     "kd_weights": _list_of(_KD_WEIGHT, "numbers from 0 to 1", "[0.25, 0.5]"),
     "betas": _list_of(_BETA, "numbers >= 0", "[0.0, 250.0]"),
-    "beta_method": ((lambda v: v in _beta_methods()), "a method with an attention term weighted by beta "
-                    "(kdlib.methods: 'grad_at', 'act_at' or 'kd_grad_at')"),
+    "beta_method": ((lambda v: v in _beta_methods()), type("BetaMethods", (), {"__str__": lambda self: (
+        "a method with an attention term weighted by beta (kdlib.methods: "
+        + ", ".join(map(repr, _beta_methods())) + ")")})()),
     "reuse": _BOOL,
     "results_dir": _TEXT,
     "checkpoint_dir": _TEXT,

@@ -34,6 +34,7 @@ class Config:
     device: str = "auto"          # "auto", "cpu", "cuda", ...
     amp: str = "auto"             # "auto" (bf16 where the hardware has it natively), "bf16" or "off"
     compile: bool = False         # torch.compile the model (CUDA)
+    workers: int | str = "auto"   # CPU: seeds trained side by side, one process and one thread each (`cpu_workers`)
     progress: bool = True         # tqdm progress bar
     eval_every: int = 1           # test accuracy every k epochs (and after the last)
     family: str = "tutorial"      # the teacher/student pair: "tutorial" or "reference" (kdlib.models)
@@ -46,6 +47,13 @@ class Config:
         """Whether each image has a fixed set of views, so the teacher's targets can be
         computed once; False: fresh views every step and the teacher runs live."""
         return self.views > 0 or not self.augment
+
+
+def cpu_workers(workers: int | str = "auto") -> int:
+    """How many seeds train side by side on the CPU, each in a process of one thread: "auto"
+    is one per core (a thread per core fights nothing; two threads per run on two busy cores
+    slowed runs up to ninefold, README)."""
+    return max(1, os.cpu_count() or 1) if workers == "auto" else int(workers)
 
 
 def resolve_device(device: str = "auto") -> torch.device:

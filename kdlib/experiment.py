@@ -8,10 +8,11 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from . import checks, data, identity, published, results
 from .checkpoints import load_checkpoint, save_checkpoint
-from .config import Config, describe_device, resolve_device
+from .config import Config, cpu_workers, describe_device, resolve_device
 from .data import Splits
 from .evaluation import evaluate
 from .files import weights_digest
@@ -164,7 +165,7 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     three LightNNs on a 2-core EPYC, README); meta: extra fields of the record and checkpoint.
     """
     recipe = get_method(method)
-    teacher = teacher_of(method, teacher, splits, cfg)
+    given_teacher, teacher = teacher, teacher_of(method, teacher, splits, cfg)
     if recipe.control:
         meta = {"control": recipe.control, **meta}
     seeds = list(seeds) if isinstance(seeds, (list, tuple, range)) else seeds
@@ -188,6 +189,11 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     reused = set(done)
     pending = [group for group in groups if group[0] not in done]
     targets = teacher_targets(teacher, splits, cfg, needs=recipe.needs) if pending and recipe.needs and cfg.fixed_views else None
+    workers = min(cpu_workers(cfg.workers), len(pending)) if resolve_device(cfg.device).type == "cpu" else 1
+    if workers > 1:  # the groups side by side, each in a process of one thread
+        done.update(_train_side_by_side(workers, method, splits, cfg, pending, given_teacher, results_dir,
+                                        checkpoint_dir, reuse, tag, meta))
+        pending = []
     for group in pending:
         students = [build(architecture, splits.num_classes, seed=seed) for seed in group]
         state = _state_file(checkpoint(group[0]), reuse, "+".join(map(str, group)) if len(group) > 1 else "")
@@ -205,6 +211,35 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
         print(f"{method}{tag}: seed(s) {sorted(reused)} taken from this run folder (finished with the same settings, "
               f"data, teacher and code): test accuracy " + ", ".join(f"{100 * done[s].accuracy:.2f}%" for s in sorted(reused)))
     return runs
+
+
+def _train_side_by_side(workers: int, method, splits, cfg, groups, teacher, results_dir, checkpoint_dir, reuse,
+                        tag, meta) -> dict:
+    """Each group trained by `train_method` in a worker process of one thread, `workers` at a
+    time (spawned: a forked process would inherit torch's thread pool). A worker saves its
+    records, checkpoints and epoch states as any run does; the first failure is raised here,
+    with the worker's own message, once the others have ended."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    print(f"{method}{tag}: seeds {groups} side by side, {workers} processes of one thread each")
+    one_each = replace(cfg, workers=1, progress=False)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_setup) as pool:
+        futures = [pool.submit(train_method, method, splits, one_each, group, teacher, results_dir, checkpoint_dir,
+                               reuse, tag, 1, **meta) for group in groups]
+        runs = [run for future in futures for run in future.result()]
+    return {run.config.seed: replace(run, config=replace(run.config, workers=cfg.workers, progress=cfg.progress))
+            for run in runs}
+
+
+def _worker_setup() -> None:
+    """One thread; the worker's own lines go nowhere (its caller prints each run's line, and the
+    engine's epoch lines reach $KDLIB_PROGRESS_FILE, which the worker inherits)."""
+    import os
+    import sys
+    torch.set_num_threads(1)
+    sys.stdout = open(os.devnull, "w")
 
 
 def _state_file(checkpoint, reuse: bool, seeds: str = "") -> Path | None:

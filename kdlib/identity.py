@@ -43,7 +43,9 @@ def recipe_code(recipe: str, source: str | None = None) -> str:
     return digest_text(code, list(method.needs), method.reads_stages, method.teacher)[:12]
 
 
-DISPLAY_ONLY = ("progress", "device", "amp")  # replaced by device_type and precision, or no effect
+# Replaced by device_type and precision, or not part of a result: like the thread count (which
+# moves a CPU run's last bits, a draw as fair as another), how many runs train side by side.
+DISPLAY_ONLY = ("progress", "device", "amp", "workers")
 # What tables compare besides the teacher and the shared settings. Not the group: seeds trained
 # together differ from seeds trained apart in their dropout masks only, a draw as fair as another.
 COMPARED = ("source", "data", "n_train", "n_test", "device_type", "precision", "code")

@@ -16,7 +16,7 @@ _CONFIG = {f.name: f.default for f in fields(Config)}
 # Config's training settings that the notebooks expose, with Config's defaults.
 _TRAINING = {name: _CONFIG[name] for name in ("batch_size", "lr", "schedule", "weight_decay", "augment",
                                               "views", "temperature", "kd_weight", "beta", "feature_weight", "device",
-                                              "amp", "compile", "eval_every")}
+                                              "amp", "compile", "workers", "eval_every")}
 BASE = {"profile": "interactive", "family": "tutorial", "data": "cifar10", "normalization": "data",
         "n_train": None, "n_val": None, "n_test": None, "teacher_weights": None,
         "teacher_epochs": 30, "teacher_snapshots": [], "student_epochs": 30, "seeds": [0, 1, 2], **_TRAINING,
@@ -85,7 +85,7 @@ FOLDERS = {"results_dir": "../runs/interactive/results", "checkpoint_dir": "../r
 
 _DATA = ["profile", "family", "data", "normalization", "n_train", "n_val", "n_test", "teacher_weights"]
 _RECIPE = ["batch_size", "lr", "schedule", "weight_decay", "augment"]
-_ENGINE = ["device", "amp", "compile", "eval_every", "progress", "reuse"]
+_ENGINE = ["device", "amp", "compile", "workers", "eval_every", "progress", "reuse"]
 _STUDENTS = ["student_epochs", "seeds", *_RECIPE, "views"]
 NOTEBOOK_PARAMETERS = {
     "01_teacher.ipynb": [*_DATA, "teacher_epochs", "teacher_snapshots", *_RECIPE, *_ENGINE],
@@ -130,6 +130,7 @@ NOTES = {
     "device": '"auto", "cpu" or "cuda"',
     "amp": '"auto" (bf16 where the hardware has it), "bf16" or "off"',
     "compile": "torch.compile the model (pays on a GPU)",
+    "workers": 'CPU: seeds side by side, one process of one thread each ("auto": one per core)',
     "eval_every": "a validation point every k epochs (and after the last)",
     "progress": "progress bars",
     "reuse": "continue or take finished runs with the same settings",

@@ -101,6 +101,9 @@ def preflight(params: dict) -> None:
     except DataError as error:
         raise SystemExit(f"kdlib.series: the data source {params['data']!r} cannot be used.\n{error}")
     print(f"data: {splits}")
+    busy = busy_cpu()
+    if busy:
+        print(f"kdlib.series: warning: {busy}", flush=True)
     if params["teacher_weights"] is not None:
         from .checkpoints import CheckpointError
         from .published import load as load_published
@@ -108,6 +111,21 @@ def preflight(params: dict) -> None:
             load_published(params["teacher_weights"], splits, params["family"])
         except CheckpointError as error:
             raise SystemExit(f"kdlib.series: teacher_weights cannot be used.\n{error}\nNothing was run.")
+
+
+def busy_cpu() -> str:
+    """A warning when other processes already keep the CPU busy (load average over the last
+    minute), else "": two heavy processes on the same cores slow each other several times over
+    (measured: up to ninefold on 2 cores), not twofold."""
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except OSError:
+        return ""
+    if load < 0.5 * cores:
+        return ""
+    return (f"the CPU is already busy (load {load:.1f} on {cores} cores). Another heavy process beside this run slows "
+            "both several times over (up to ninefold measured on 2 cores): wait for it, or stop it, for the times "
+            "this series states.")
 
 
 def holds_run(folder: Path) -> bool:

@@ -222,3 +222,28 @@ def test_a_teacher_keeps_its_snapshots_and_the_images_it_trained_on(tmp_path):
     record = results.load(tmp_path / "results")[-1]
     seen = kdlib.data.mask_indices(record["images"])
     assert int(seen.sum()) == 240 and not seen[splits.val_index].any()
+
+
+def test_seeds_side_by_side_equal_seeds_one_after_another(synthetic, tmp_cache, tmp_path):
+    """Worker processes of one thread each give exactly the runs that one thread gives one seed
+    after another (amp off: a spawned worker does not see conftest's float32 patch)."""
+    teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=4).eval()
+    cfg = kdlib.Config(epochs=2, batch_size=64, views=2, amp="off", progress=False, workers=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        apart = experiment.train_method("kd", synthetic, cfg, [0, 1], teacher, tmp_path / "a" / "results",
+                                        tmp_path / "a" / "ck")
+    finally:
+        torch.set_num_threads(threads)
+    side = experiment.train_method("kd", synthetic, dataclasses.replace(cfg, workers=2), [0, 1], teacher,
+                                   tmp_path / "b" / "results", tmp_path / "b" / "ck")
+    for one, other in zip(apart, side):
+        assert one.history == [{**row, "seconds": one_row["seconds"]} for row, one_row in zip(other.history, one.history)]
+        for a, b in zip(one.model.state_dict().values(), other.model.state_dict().values()):
+            assert torch.equal(a, b)
+    assert len(results.load(tmp_path / "b" / "results")) == 2  # each worker kept its record
+    # and a rerun takes them from the folder, as any finished run
+    again = experiment.train_method("kd", synthetic, dataclasses.replace(cfg, workers=2), [0, 1], teacher,
+                                    tmp_path / "b" / "results", tmp_path / "b" / "ck", reuse=True)
+    assert [r.accuracy for r in again] == [r.accuracy for r in side]

@@ -248,3 +248,11 @@ def test_a_run_folder_in_use_is_refused_and_two_trainings_never_share_an_epoch_s
         with pytest.raises(stopping.Busy, match="in use by process"):
             kdlib.fit(kdlib.build("LightNN", synthetic.num_classes, seed=0), synthetic, "ce",
                       cfg=kdlib.Config(epochs=1, batch_size=64, progress=False), state=state)
+
+
+def test_a_busy_cpu_is_named_before_the_run(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.0, 0.5))
+    assert "the CPU is already busy (load 1.9 on 2 cores)" in series.busy_cpu()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 1.0, 0.5))
+    assert series.busy_cpu() == ""
