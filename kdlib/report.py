@@ -57,20 +57,27 @@ def verdict(records: list[dict], method: str, baseline: str = "ce") -> str:
     if method not in paired.index or paired.loc[method, "n_pairs"] < 2:
         return sentence + ". With one seed there is no estimate of seed-to-seed noise, so this does not rank them."
     p = paired.loc[method]
-    interval = f"paired over {int(p['n_pairs'])} seeds, 95% interval {p['ci95_low']:+.2f} to {p['ci95_high']:+.2f} points"
-    if p["beyond_noise"]:
-        return sentence + f"; {interval}: beyond seed noise."
-    return sentence + f"; {interval}, which includes zero: no difference beyond seed noise is shown."
+    interval = (f"paired over {int(p['n_pairs'])} seeds, uncorrected 95% interval {p['ci95_low']:+.2f} to "
+                f"{p['ci95_high']:+.2f} points")
+    return sentence + f"; {interval}: {_reading(p)}"
+
+
+def _reading(row) -> str:
+    """What one uncorrected interval says, and where the corrected verdict is given: one
+    verdict per comparison, 06's (Holm over its family), so no notebook contradicts another."""
+    family = f"06 decides it with Holm's correction over its {len(COMPARISONS)} comparisons"
+    if row["beyond_noise"]:
+        return f"the interval excludes zero on its own; {family}."
+    return f"the interval includes zero, so this comparison shows no difference even before a correction ({family})."
 
 
 def _against_ce(records, method) -> str:
-    """The method minus CE, paired by seed, and whether that is beyond seed noise (one seed:
+    """The method minus CE, paired by seed, with its uncorrected interval's reading (one seed:
     the verdict, which says it cannot tell)."""
     row = _pair(records, method, "ce")
     if row is None:
         return verdict(records, method)
-    return f"{method} minus CE, paired by seed: {_difference(row)}" + (
-        ": beyond seed noise." if row["beyond_noise"] else ", which includes zero: no difference beyond seed noise.")
+    return f"{method} minus CE, paired by seed: {_difference(row)}, uncorrected: {_reading(row)}"
 
 
 def teacher(run) -> str:
@@ -125,15 +132,16 @@ def distillation(records: list[dict]) -> str:
             lines.append(f"KD minus {control}: {_difference(row)}.")
     gain = kd_ce["ci95_low"] > 0
     beats_controls = all(row is not None and row["ci95_low"] > 0 for row in controls.values())
+    corrected = f"(uncorrected intervals; 06 gives the verdict with Holm's correction over its {len(COMPARISONS)} comparisons)"
     if gain and beats_controls:
-        lines.append("KD beats CE beyond seed noise, and beats both controls: soft targets from an untrained "
-                     "teacher and smoothed labels do not give the gain, so it comes from what the trained teacher "
-                     "knows.")
+        lines.append("KD's intervals against CE and against both controls all lie above zero: soft targets from an "
+                     "untrained teacher and smoothed labels do not give its gain, which points to what the trained "
+                     f"teacher knows {corrected}.")
     elif gain:
-        lines.append("KD beats CE beyond seed noise, but not both controls beyond noise: part of the gain may be "
-                     "the regularization any soft target gives, not the teacher's knowledge.")
+        lines.append("KD's interval against CE lies above zero, but not its intervals against both controls: part of "
+                     f"the gain may be the regularization any soft target gives, not the teacher's knowledge {corrected}.")
     else:
-        lines.append("KD does not beat CE beyond seed noise here.")
+        lines.append(f"KD's interval against CE includes zero: no gain is shown here, even before a correction {corrected}.")
     if "teacher" in tab.index and "kd" in tab.index and "ce" in tab.index:
         agree = tab.loc[["ce", "kd"], "teacher_agreement"]
         lines.append(f"The KD student agrees with the teacher on {agree['kd']:.1f}% of the test images, the CE "
@@ -220,7 +228,7 @@ def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) 
     else:
         text += (f"The values tried span {span:.2f} points on {split}; seed noise alone moves the difference of two "
                  f"values' means by about {noise:.2f} (std, {seeds} seeds a value)")
-        text += (": the knob matters beyond seed noise here." if span > 3 * noise else
+        text += (": more than three times that, so the knob matters here." if span > 3 * noise else
                  ": within about three times that, so this sweep does not rank the values firmly.")
     if ce_baseline is not None:
         text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on {split}."
