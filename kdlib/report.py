@@ -184,6 +184,11 @@ def features(records: list[dict], methods=("cosine", "regressor")) -> str:
     return "\n".join(lines)
 
 
+def _p(value: float) -> str:
+    text = results.p_text(value)
+    return text if text.startswith("<") else f"= {text}"
+
+
 def overall(records: list[dict]) -> str:
     """06: which of the comparisons survive Holm's correction, in words."""
     table = comparisons(records)
@@ -192,8 +197,8 @@ def overall(records: list[dict]) -> str:
     survive = table[table["holm"]]
     lines = [f"{len(table)} comparisons at once: with Holm's correction, {len(survive)} of them hold at the 5% level."]
     for row in table.itertuples():
-        lines.append(f"- {row.method} − {row.baseline}: {row.mean_diff:+.2f} points, p = {row.p_value:.3f}, "
-                     f"Holm-adjusted p = {row.p_holm:.3f}: " + ("holds." if row.holm else "does not hold."))
+        lines.append(f"- {row.method} − {row.baseline}: {row.mean_diff:+.2f} points, p {_p(row.p_value)}, "
+                     f"Holm-adjusted p {_p(row.p_holm)}: " + ("holds." if row.holm else "does not hold."))
     if len(table) and table["n_pairs"].max() <= 3:
         n = int(table["n_pairs"].max())
         lines.append(f"With {n} seeds a paired t-test has {n - 1} degree{'s' if n > 2 else ''} of freedom: only a "

@@ -328,3 +328,27 @@ def format_table(tab: pd.DataFrame) -> str:
         agreement = "" if r.teacher_agreement != r.teacher_agreement else f"{r.teacher_agreement:.1f}"
         lines.append(f"| {r.method} | {r.n_seeds} | {accuracy} | {reference} | {tutorial} | {agreement} | {r.ece:.3f} |")
     return "\n".join(lines + ["", f"¹ Reference: {REFERENCE_SOURCE}.", f"² Tutorial: {TUTORIAL_SOURCE}."])
+
+
+P_COLUMNS = ("p_value", "p_holm")
+
+
+def p_text(p: float) -> str:
+    """A p-value as a reader should see it: "< 0.001", or three significant digits."""
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def shown(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """A table as the notebooks display it: numbers rounded, p-values as `p_text`, columns with
+    no value at all left out (a reference column of a profile it does not apply to), and a
+    published teacher's 0 s of training as empty."""
+    out = frame.copy()
+    if "seconds" in out and "method" in out:
+        out.loc[(out["method"] == "teacher") & (out["seconds"] == 0), "seconds"] = float("nan")
+    for column in P_COLUMNS:
+        if column in out:
+            out[column] = [p_text(p) if p == p else "" for p in out[column]]
+    out = out.dropna(axis=1, how="all")
+    out = out.loc[:, [not (out[c].astype(str).str.strip() == "").all() for c in out.columns]]
+    return out.round(digits)
+

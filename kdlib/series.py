@@ -271,6 +271,28 @@ class _EpochLines:
         os.environ.pop("KDLIB_PROGRESS_FILE", None)
 
 
+def provenance_cell(injected: str, run_dir: Path) -> str:
+    """Papermill's injected cell as the repository keeps it: the values the published run used,
+    with local paths made relative to notebooks/ (where they are read from) and the run
+    folder's own paths left out (a reader's run writes to its own), under a line saying so."""
+    marker = json.loads((run_dir / MARKER).read_text()) if (run_dir / MARKER).is_file() else {}
+    lines = [f"# The parameters of the run these outputs come from (python -m kdlib.series --profile "
+             f"{marker.get('profile', '?')}). Running this cell runs that setting; skip it to run the cell above's."]
+    for line in injected.splitlines():
+        name = line.split("=", 1)[0].strip()
+        if not line.strip() or line.startswith("#") or name in ("results_dir", "checkpoint_dir", "figures_dir"):
+            continue
+        value = line.split("=", 1)[1].strip()
+        try:
+            literal = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            literal = None
+        if isinstance(literal, str) and os.path.isabs(literal):
+            value = repr(os.path.relpath(literal, NOTEBOOK_DIR)).replace("'", '"')
+        lines.append(f"{name} = {value}")
+    return "\n".join(lines)
+
+
 def _move_into(stage: Path, run_dir: Path) -> None:
     """A finished notebook's outputs (the executed notebook, its figures) into the run folder."""
     for path in sorted(stage.rglob("*")):
@@ -297,8 +319,9 @@ def print_table(run_dir: Path) -> None:
 
 def copy_to_repository(run_dir: Path) -> None:
     """Make a finished run the repository's showcase: its executed notebooks replace the
-    sources (outputs kept, papermill's injected-parameters cell dropped, so the parameters
-    cell stays the one a reader edits) and its figures, results.csv and runs.csv go into figures/."""
+    sources (outputs kept; papermill's injected-parameters cell kept too, as `provenance_cell`
+    writes it: the values that ran, after the parameters cell a reader edits) and its figures,
+    results.csv and runs.csv go into figures/."""
     import shutil
 
     import nbformat
@@ -310,7 +333,9 @@ def copy_to_repository(run_dir: Path) -> None:
         print(f"{name}: not in {run_dir}; the repository keeps its own copy")
     for name in present:
         nb = nbformat.read(run_dir / name, as_version=4)
-        nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+        for cell in nb.cells:
+            if "injected-parameters" in cell.metadata.get("tags", []):
+                cell.source = provenance_cell(cell.source, run_dir)
         for cell in nb.cells:
             cell.metadata.pop("papermill", None)
             cell.metadata.pop("execution", None)

@@ -132,6 +132,10 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
     for name in series.NOTEBOOKS:
         assert (out / name).is_file(), name
         assert "Run(model=" not in (out / name).read_text(), f"{name} displays a Run's repr: end the cell with ;"
+        for cell in json.loads((out / name).read_text())["cells"]:
+            for output in cell.get("outputs", []):
+                shown = "".join(output.get("data", {}).get("text/plain", []))
+                assert not shown.startswith(("{", "[")), f"{name} displays a raw dict or list: {shown[:80]}"
     figures = {p.name for p in (out / "figures").glob("*.png")}
     assert {"01_teacher_curves.png", "03_temperature.png", "04_grad_at_maps.png",
             "05_act_at_maps.png", "06_accuracy.png", "06_per_class.png", "07_temperature.png",

@@ -172,6 +172,19 @@ def test_publish_copes_with_a_run_without_some_notebooks(tmp_path, monkeypatch):
     assert [p.name for p in (repo / "notebooks").iterdir()] == ["01_teacher.ipynb"]
 
 
+def test_the_published_notebooks_keep_the_parameters_that_ran(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / series.MARKER).write_text('{"profile": "course"}')
+    data = series.REPOSITORY.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    injected = (f'# Parameters\nprofile = "course"\ndata = "{data}"\nn_train = 5000\n'
+                f'results_dir = "{run_dir}/results"\nseeds = [0, 1, 2]\n')
+    cell = series.provenance_cell(injected, run_dir)
+    assert cell.startswith("# The parameters of the run these outputs come from (python -m kdlib.series --profile course)")
+    assert 'data = "../../shared/data/cifar10-jpeg.tar.gz"' in cell and "n_train = 5000" in cell
+    assert "seeds = [0, 1, 2]" in cell and "results_dir" not in cell and str(tmp_path) not in cell
+
+
 # ----------------------------------------------------------------------------- Ctrl-C and SIGTERM stop everything
 
 def _start(run_dir: Path, *extra) -> subprocess.Popen:
