@@ -59,37 +59,71 @@ def curves(histories: dict[str, list[dict]], title: str = "") -> plt.Figure:
     return fig
 
 
-def accuracy_bars(table, title: str | None = None) -> plt.Figure:
-    """Bars of mean accuracy with std error bars (none for one seed), the reference notebook's
-    and the PyTorch tutorial's numbers as markers. The axis starts at 0, so that bar lengths
-    compare honestly; the paired differences table, not this picture, says whether a gap is
-    larger than seed noise."""
+def accuracy_bars(table, title: str | None = None, anchors: bool = False) -> plt.Figure:
+    """Each student method's mean test accuracy with its std over seeds (none for one seed), on
+    an axis that spans the students' own range, so that differences of a point are visible; the
+    teacher as a line, or a note when it is far above. anchors: the reference notebook's and
+    the PyTorch tutorial's numbers as markers, only where they are comparable (a run on all
+    training images; the course's 5,000 are not). Whether a gap is larger than seed noise is
+    `differences`' picture, not this one."""
     from .results import REFERENCE_SOURCE, TUTORIAL_SOURCE
 
-    fig, ax = _figure(figsize=(max(8, 1.3 * len(table)), 4.2))  # room for every label
-    x = np.arange(len(table))
-    ax.bar(x, table["mean"], yerr=table["std"].where(table["n_seeds"] > 1), capsize=4,
-           color=sns.color_palette("deep", len(table)), label="this series")
-    untrained = table["method"].isin(REFERENCE_UNTRAINED).to_numpy()
-    ax.scatter(x[~untrained], table["reference"][~untrained], marker="_", s=600, color="black", zorder=3,
-               label="reference (one run; see note)")
-    ax.scatter(x[untrained], table["reference"][untrained], marker="_", s=600, color="gray", zorder=3,
-               linestyle="--", label="reference, from an untrained teacher")
-    if "tutorial" in table and table["tutorial"].notna().any():
-        ax.scatter(x, table["tutorial"], marker="x", s=70, color="firebrick", zorder=3,
-                   label="PyTorch tutorial (one run; see note)")
-    for xi, m in enumerate(table["mean"]):
-        ax.text(xi, m / 2, f"{m:.1f}", ha="center", fontsize=9, color="white", weight="bold")
-    ax.set_ylim(0, 100)
-    ax.set_xticks(x, [f"{label(m)}\nn = {n}" for m, n in zip(table["method"], table["n_seeds"])],
+    students = table[table["method"] != "teacher"].reset_index(drop=True)
+    fig, ax = _figure(figsize=(max(8, 1.1 * len(students)), 4.2))  # room for every label
+    x = np.arange(len(students))
+    spread = students["std"].where(students["n_seeds"] > 1)
+    ax.errorbar(x, students["mean"], yerr=spread, fmt="o", capsize=4, color="C0", label="this series: mean ± std")
+    values = [*students["mean"] - spread.fillna(0), *students["mean"] + spread.fillna(0)]
+    if anchors:
+        untrained = students["method"].isin(REFERENCE_UNTRAINED).to_numpy()
+        ax.scatter(x[~untrained], students["reference"][~untrained], marker="_", s=500, color="black", zorder=3,
+                   label="reference (one run; see note)")
+        ax.scatter(x[untrained], students["reference"][untrained], marker="_", s=500, color="gray", zorder=3,
+                   label="reference, from an untrained teacher")
+        if "tutorial" in students and students["tutorial"].notna().any():
+            ax.scatter(x, students["tutorial"], marker="x", s=60, color="firebrick", zorder=3,
+                       label="PyTorch tutorial (one run; see note)")
+        values += [v for v in [*students["reference"], *students.get("tutorial", [])] if v == v]
+        fig.text(0.01, -0.02, f"Reference: {REFERENCE_SOURCE}.\nTutorial: {TUTORIAL_SOURCE}.",
+                 fontsize=MIN_FONT, wrap=True, va="top")
+    low, high = min(values) - 1, max(values) + 1
+    teacher = table.loc[table["method"] == "teacher", "mean"]
+    if len(teacher):
+        if teacher.iloc[0] <= high + 3:
+            ax.axhline(teacher.iloc[0], color="gray", ls="--", label=f"teacher {teacher.iloc[0]:.1f}%")
+            high = teacher.iloc[0] + 1
+        else:
+            ax.text(0.99, 0.98, f"teacher: {teacher.iloc[0]:.1f}% (above this axis)", transform=ax.transAxes,
+                    ha="right", va="top", fontsize=MIN_FONT, color="gray")
+    ax.set_ylim(low, high)
+    ax.set_xticks(x, [f"{label(m)}\nn = {n}" for m, n in zip(students["method"], students["n_seeds"])],
                   fontsize=MIN_FONT)
     if title is None:
-        title = ("Test accuracy, one seed each (no spread to show)" if (table["n_seeds"] == 1).all() else
-                 "Test accuracy: mean ± std over the n seeds under each bar")
+        title = ("Test accuracy, one seed each (no spread to show)" if (students["n_seeds"] == 1).all() else
+                 "Test accuracy: mean ± std over the n seeds under each method (axis: the students' range)")
     ax.set(ylabel="test accuracy (%)", title=title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # clear of bars and markers
-    fig.text(0.01, -0.02, f"Reference: {REFERENCE_SOURCE}.\nTutorial: {TUTORIAL_SOURCE}.",
-             fontsize=MIN_FONT, wrap=True, va="top")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # clear of the points
+    fig.tight_layout()
+    return fig
+
+
+def differences(comparisons) -> plt.Figure:
+    """The course's main picture: each comparison's paired difference (points, mean over seeds)
+    with its 95% interval; filled where it holds after Holm's correction over all of them,
+    hollow where it does not; zero marked. `comparisons`: `kdlib.report.comparisons`' table."""
+    rows = comparisons.iloc[::-1].reset_index(drop=True)  # the first comparison on top
+    fig, ax = _figure(figsize=(7, 0.9 + 0.42 * len(rows)))
+    y = np.arange(len(rows))
+    for yi, row in rows.iterrows():
+        holds = bool(row.get("holm", False))
+        ax.errorbar(row["mean_diff"], yi, xerr=[[row["mean_diff"] - row["ci95_low"]], [row["ci95_high"] - row["mean_diff"]]],
+                    fmt="o", capsize=3, color="C0" if holds else "gray", mfc="C0" if holds else "white")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, [f"{label(r.method).replace(chr(10), ' ')} − {label(r.baseline).replace(chr(10), ' ')}"
+                      for r in rows.itertuples()], fontsize=MIN_FONT)
+    n = int(rows["n_pairs"].max()) if len(rows) else 0
+    ax.set(xlabel=f"paired difference in test accuracy (points), 95% interval over {n} seeds",
+           title="Which differences hold: filled = after Holm's correction, hollow = not")
     fig.tight_layout()
     return fig
 
@@ -226,5 +260,5 @@ def sweep(runs, parameter: str, title: str = "", baseline: float | None = None,
     return fig
 
 
-__all__ = ["save", "curves", "accuracy_bars", "per_class_heatmap", "confusion_matrix",
+__all__ = ["save", "curves", "accuracy_bars", "differences", "per_class_heatmap", "confusion_matrix",
            "image_grid", "attention_grid", "temperature_effect", "sweep"]

@@ -138,7 +138,7 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
                 assert not shown.startswith(("{", "[")), f"{name} displays a raw dict or list: {shown[:80]}"
     figures = {p.name for p in (out / "figures").glob("*.png")}
     assert {"01_teacher_curves.png", "03_temperature.png", "04_grad_at_maps.png",
-            "05_act_at_maps.png", "06_accuracy.png", "06_per_class.png", "07_temperature.png",
+            "05_act_at_maps.png", "06_accuracy.png", "06_differences.png", "06_per_class.png", "07_temperature.png",
             "07_kd_weight.png", "07_beta.png"} <= figures
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["method"] for r in rows] == ["teacher", "ce", "kd", "kd_untrained", "ls", "grad_at", "act_at", "kd_grad_at",
