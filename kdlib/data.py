@@ -119,8 +119,6 @@ class Splits:
         The normalization statistics are those of every training image outside the
         validation split, whatever n_train: the images a teacher of this validation split
         may train on, so that it and its students, on any sample of them, normalise alike."""
-        if self.train_index is not None:
-            raise DataError("subset() of a subset: call it once, on the whole dataset (kdlib.load does).")
         total = len(self.y_train)
         pool = torch.arange(total)
         val = None
@@ -133,11 +131,13 @@ class Splits:
         train = pool[_sample(n_train, len(pool), TRAIN_SEED)]
         test = _sample(n_test, len(self.y_test), TEST_SEED)
         mean, std = statistics(self.x_train[pool]) if val is not None else (self.mean, self.std)
+        source = self.train_index if self.train_index is not None else torch.arange(total)  # a subset of a subset
         return replace(self, x_train=self.x_train[train], y_train=self.y_train[train],
                        x_test=self.x_test[test], y_test=self.y_test[test],
                        x_val=None if val is None else self.x_train[val],
                        y_val=None if val is None else self.y_train[val],
-                       mean=mean, std=std, train_index=train, val_index=val, n_source_train=total)
+                       mean=mean, std=std, train_index=source[train], val_index=None if val is None else source[val],
+                       n_source_train=self.n_source_train or total)
 
     def check_unseen(self, trained_on: str | None, who: str) -> None:
         """Refuse a validation split that shares images with what `who` trained on

@@ -51,9 +51,15 @@ DISPLAY_ONLY = ("progress", "device", "amp", "workers")
 COMPARED = ("source", "data", "n_train", "n_test", "device_type", "precision", "code")
 
 
-def settings(cfg: Config) -> dict:
-    """The Config fields that decide a result."""
-    return {k: v for k, v in asdict(cfg).items() if k not in DISPLAY_ONLY}
+def settings(cfg: Config, recipe: str | None = None) -> dict:
+    """The Config fields that decide a result; for a `recipe`, without the knobs that only other
+    recipes read (CE does not read the KD temperature: a CE run is the same run whatever it is)."""
+    out = {k: v for k, v in asdict(cfg).items() if k not in DISPLAY_ONLY}
+    if recipe is not None:
+        from .methods import KNOBS, get
+        unread = set(KNOBS) - set(get(recipe).knobs)
+        out = {k: v for k, v in out.items() if k not in unread}
+    return out
 
 
 def of_run(cfg: Config, splits=None, teacher=None, recipe: str | None = None, group=None) -> dict:
@@ -61,7 +67,7 @@ def of_run(cfg: Config, splits=None, teacher=None, recipe: str | None = None, gr
     data's content and sizes; the teacher's weights (None: no teacher); the recipe; and
     `group`, the seeds it was trained with as one stacked network (itself alone by default)."""
     device = resolve_device(cfg.device)
-    out = {"settings": settings(cfg), "device_type": device.type, "precision": precision(device, cfg.amp),
+    out = {"settings": settings(cfg, recipe), "device_type": device.type, "precision": precision(device, cfg.amp),
            "code": ENGINE_CODE, "teacher": None if teacher is None else weights_digest(teacher)}
     if splits is not None:
         out.update(source=splits.source, data=splits.fingerprint, n_train=len(splits.y_train),

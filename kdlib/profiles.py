@@ -68,6 +68,7 @@ def at_smoke_scale(profile: str) -> dict:
     its recipe. What the tests and `kdlib.gpujob --smoke` run every profile with."""
     smoke, own = PROFILES["smoke"], PROFILES[profile]
     return {**own, **{k: smoke[k] for k in SMOKE_SCALE}, "n_val": smoke["n_val"] if own["n_val"] else None,
+            "views": own["views"] and smoke["views"],  # fresh views (0) stay fresh
             "seeds": own["seeds"][:1], "sweep_seeds": own["sweep_seeds"][:1], "teacher_weights": None}
 
 
@@ -91,8 +92,9 @@ NOTEBOOK_PARAMETERS = {
     "01_teacher.ipynb": [*_DATA, "teacher_epochs", "teacher_snapshots", *_RECIPE, *_ENGINE],
     "02_student_baseline.ipynb": [*_DATA, *_STUDENTS, *_ENGINE],
     "03_kd_logits.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", *_ENGINE],
-    "04_grad_attention.ipynb": [*_DATA, *_STUDENTS, "beta", *_ENGINE],
-    "05_squared_attention.ipynb": [*_DATA, *_STUDENTS, "beta", "feature_weight", *_ENGINE],
+    # 04 and 05 compare against KD's runs (03's): they declare its knobs, or they would train another KD
+    "04_grad_attention.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", *_ENGINE],
+    "05_squared_attention.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", "feature_weight", *_ENGINE],
     "06_combined.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", "feature_weight", *_ENGINE],
     "07_sweeps.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", "sweep_epochs", "sweep_seeds",
                         "temperatures", "kd_weights", "betas", "beta_method", *_ENGINE],

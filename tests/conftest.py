@@ -17,6 +17,9 @@ def _seed_and_threads(monkeypatch):
     # float32 on every CI CPU, with or without native bf16: exact comparisons stay exact (the
     # tests of the precision rule patch the CPU flags themselves)
     monkeypatch.setattr(kdlib.config, "_cpu_flags", lambda: frozenset())
+    # one process by default: a spawned worker would not see the patch above (the tests of
+    # workers ask for them, with amp="off")
+    monkeypatch.setattr(kdlib.experiment, "cpu_workers", lambda workers="auto": 1 if workers == "auto" else int(workers))
 
 
 @pytest.fixture(scope="session")

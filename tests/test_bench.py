@@ -1,5 +1,7 @@
 """kdlib.bench end to end on a small synthetic set: both sides run, every row is printed."""
 
+import pytest
+
 from kdlib import bench
 
 
@@ -26,3 +28,21 @@ def test_bench_times_students_trained_together_per_seed(capsys, tmp_cache):
     assert "students 2 seeds together, (b) per seed" in out
     rows = [line for line in out.splitlines() if line.startswith("| student")]
     assert len(rows) == 2 and all(float(r.split("|")[3]) > 0 for r in rows)
+
+
+def test_the_cpu_bench_times_every_workload_against_the_peak(tmp_path):
+    import json
+    import subprocess
+    import sys
+    out = tmp_path / "cpu.json"
+    done = subprocess.run([sys.executable, "-m", "kdlib.cpubench", "--data", "synthetic", "--images", "256",
+                           "--epochs", "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads(out.read_text())
+    assert measured["cpu"] in done.stdout and measured["precision"] in ("bf16", "float32")
+    assert set(measured["workloads"]) >= {"student CE", "student KD", "student grad AT", "student cosine",
+                                          "teacher targets (8 views)", "evaluation (test set)", "map similarity"}
+    ce = measured["workloads"]["student CE"]
+    for row in ce.values():
+        assert row["images_per_s"] == pytest.approx(256 / row["seconds"])
+        assert 0 < row["peak_share"] < 1  # a LightNN step cannot beat a matmul of the same precision

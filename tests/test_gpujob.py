@@ -26,7 +26,7 @@ def test_estimates_come_from_the_bench_when_there_is_one_else_from_the_h100_run(
     assert reference < full
     budget = (150 + full + reference / 2) / 60  # bench, full, and not the reference after it
     assert gpujob.plan(budget, fast, set(), smoke=False) == ["bench", "full", "publish"]
-    budget = (150 + full / 2 + reference) / 60  # the full run does not fit, the reference does
+    budget = (150 + (full + reference) / 2) / 60  # the full run does not fit, the reference does
     assert gpujob.plan(budget, fast, set(), smoke=False) == ["bench", "reference", "publish"]
 
 

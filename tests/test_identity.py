@@ -88,3 +88,13 @@ def test_tables_do_not_mix_runs_of_other_code_but_do_mix_groups(synthetic, tmp_p
     with pytest.warns(UserWarning, match="differ in code"):
         kept = results.comparable(records)
     assert sorted((r["method"], r["seed"]) for r in kept) == [("ce", 0), ("ce", 1), ("kd", 0), ("kd", 2)]
+
+
+def test_a_run_is_keyed_on_the_knobs_its_recipe_reads_only(synthetic):
+    """CE reads no KD temperature: a CE run is the same run at any T (a notebook that does not
+    declare T must not make another one); a KD run is not."""
+    a, b = kdlib.Config(temperature=4.0, kd_weight=0.5), kdlib.Config(temperature=3.0, kd_weight=0.25)
+    assert identity.of_run(a, synthetic, None, "ce") == identity.of_run(b, synthetic, None, "ce")
+    assert identity.of_run(a, synthetic, None, "kd") != identity.of_run(b, synthetic, None, "kd")
+    assert "temperature" not in identity.of_run(a, synthetic, None, "act_at")["settings"]
+    assert identity.of_run(a, synthetic, None, "act_at")["settings"]["beta"] == a.beta

@@ -158,7 +158,7 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     executed = (out / "02_student_baseline.ipynb").read_text()
-    assert "its finished run, reused (student-ce-seed0.pt)" in executed
+    assert "ce: seed(s) [0] taken from this run folder" in executed
     outputs = json.dumps([c.get("outputs", []) for c in json.loads(executed)["cells"]])
     assert str(out) not in outputs  # no local paths in a notebook's outputs (its parameters cell has them)
     assert len(list((out / "results").glob("ce-seed0-*.json"))) == 1  # no second record

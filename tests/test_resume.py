@@ -100,7 +100,7 @@ def test_train_method_with_reuse_continues_an_interrupted_seed(synthetic, tmp_pa
         _interrupt_after(patch, 1)
         with pytest.raises(Interrupted):
             experiment.train_method("ce", synthetic, cfg, [0], **folders, reuse=True)
-    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["student-ce-seed0.state.pt"]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.suffix != ".lock"] == ["student-ce-seed0.state.pt"]
     calls = []
     real = train._resume
     monkeypatch.setattr(train, "_resume", lambda *a: calls.append(real(*a)) or calls[-1])
