@@ -63,6 +63,8 @@ RULES: dict[str, tuple[Callable, str]] = {
     "weight_decay": _number(lambda v: v >= 0, "a number >= 0"),
     "augment": _BOOL,
     "views": _int_at_least(0),
+    "teacher_views": _one_of("same", "plain"),
+    "mixup": _BOOL,
     "view_seed": _SEED,
     "temperature": _TEMPERATURE,
     "kd_weight": _KD_WEIGHT,

@@ -24,6 +24,10 @@ class Config:
     weight_decay: float = 0.0
     augment: bool = True          # random crop (pad 4, reflect) + horizontal flip
     views: int = 8                # fixed views per image (0: fresh views, live teacher)
+    teacher_views: str = "same"   # the teacher's outputs on the very view the student sees ("same"), or
+                                  # on the plain image, computed once ("plain": inconsistent teaching, 08)
+    mixup: bool = False           # function matching (08): each image mixed with another of its batch,
+                                  # weight ~ U(0, 1); the teacher runs live on the mixed image (views = 0)
     view_seed: int = 0            # the views are the same for every run that shares it
     temperature: float = 4.0      # KD temperature T
     kd_weight: float = 0.5        # a: weight of the KD term; CE gets 1 - a
@@ -41,6 +45,12 @@ class Config:
 
     def __post_init__(self):
         checks.check(asdict(self), where="kdlib.Config")
+        if self.mixup and self.fixed_views:
+            raise checks.ParameterError("mixup=True mixes each batch anew, so the teacher must run live on it: "
+                                        "set views=0 (fresh views) with augment=True.")
+        if self.teacher_views == "plain" and not (self.augment and self.views > 0):
+            raise checks.ParameterError('teacher_views="plain" gives the teacher the plain image while the student '
+                                        "sees fixed augmented views: set augment=True and views > 0.")
 
     @property
     def fixed_views(self) -> bool:

@@ -497,6 +497,20 @@ def augment(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
     return out.permute(0, 3, 1, 2)
 
 
+def mix(x: torch.Tensor, y: torch.Tensor, num_classes: int, generators) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup for function matching (Beyer et al. 2022): each image blended with another image of
+    its own member's rows, w x_i + (1 - w) x_j with w ~ U(0, 1) per image, drawn from each member's
+    generator; the labels blended alike, as class probabilities (what cross-entropy then reads)."""
+    size = len(y) // len(generators)
+    partner = torch.cat([k * size + torch.randperm(size, generator=g, device=g.device).to(y.device)
+                         for k, g in enumerate(generators)])
+    weight = torch.cat([torch.rand(size, generator=g, device=g.device) for g in generators]).to(x.device)
+    mixed = weight.view(-1, 1, 1, 1).to(x.dtype) * x + (1 - weight.view(-1, 1, 1, 1).to(x.dtype)) * x[partner]
+    one_hot = F.one_hot(y, num_classes).float()
+    labels = weight[:, None] * one_hot + (1 - weight[:, None]) * one_hot[partner]
+    return mixed.contiguous(memory_format=torch.channels_last), labels
+
+
 def view_batch(splits: Splits, index: torch.Tensor, views: torch.Tensor, augmented: bool, device) -> torch.Tensor:
     """Training images `index` in the given views, normalized (and, when `augmented`, cropped
     and flipped) on `device`: every training batch, the student's and the teacher's."""

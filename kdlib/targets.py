@@ -3,6 +3,7 @@ teacher's logits, attention maps and feature map for each of them, computed once
 so that a student epoch looks them up instead of running the teacher.
 
     make_views(n, cfg)                        -> (N, V, 3) crop offsets and flips
+    target_views(n, cfg)                      -> the views the teacher's targets are computed on
     teacher_targets(teacher, splits, cfg)     -> Targets
     distillation_targets(model, x, y, needs)  -> a model's logits, maps and features for one batch
 """
@@ -50,7 +51,7 @@ class Targets:
         wrong = [f"a method that needs no {name!r}" for name in needs if not held[name]]
         if self.data != splits.fingerprint:
             wrong.append("another training set")
-        if not torch.equal(self.views.cpu(), make_views(len(splits.y_train), cfg)):
+        if not torch.equal(self.views.cpu(), target_views(len(splits.y_train), cfg)):
             wrong.append(f"other views (this run: augment={cfg.augment}, views={cfg.views}, "
                          f"view_seed={cfg.view_seed})")
         if teacher is not None and self.teacher != weights_digest(teacher):
@@ -81,6 +82,12 @@ def make_views(n: int, cfg: Config) -> torch.Tensor:
         return data.identity_views(n).unsqueeze(1)
     generator = torch.Generator().manual_seed(cfg.view_seed)
     return data.random_views(n * cfg.views, generator).view(n, cfg.views, 3)
+
+
+def target_views(n: int, cfg: Config) -> torch.Tensor:
+    """The views the teacher's targets are computed on: the student's own (`make_views`), or with
+    `teacher_views = "plain"` the un-augmented image alone (N, 1, 3), whatever view the student sees."""
+    return data.identity_views(n).unsqueeze(1) if cfg.teacher_views == "plain" else make_views(n, cfg)
 
 
 def distillation_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, needs,
@@ -127,7 +134,7 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     series shares them. A damaged cache file is computed again, with a warning.
     """
     device = resolve_device(cfg.device)
-    views = make_views(len(splits.y_train), cfg)
+    views = target_views(len(splits.y_train), cfg)
     teacher_id = weights_digest(teacher)
     needs = tuple(name for name in (*ALL_TARGETS, "feat") if name in needs)
     if {"act", "grad"} & set(needs):  # the gradient pass yields the rest almost free: keep all for later methods

@@ -117,7 +117,7 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     cfg = cfg or Config()
     seeds = [cfg.seed] if seeds is None else list(seeds)
     recipe = methods.get(method)
-    _check_inputs(models, seeds, splits, recipe, teacher)
+    _check_inputs(models, seeds, splits, recipe, teacher, cfg)
     device = resolve_device(cfg.device)
     # What an epoch state must match to be continued: this very training, from its first weights.
     state_key = identity.key(identity.of_run(cfg, splits, teacher, recipe.name, seeds),
@@ -177,8 +177,11 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     return runs
 
 
-def _check_inputs(models, seeds, splits: data.Splits, recipe: methods.Method, teacher) -> None:
+def _check_inputs(models, seeds, splits: data.Splits, recipe: methods.Method, teacher, cfg: Config) -> None:
     """Every mistake that would otherwise fail deep inside torch, said before any work."""
+    if cfg.mixup and "grad" in recipe.needs:
+        raise ValueError(f"mixup=True blends labels, but {recipe.name!r} draws gradient maps from each image's own "
+                         "label: use mixup with a method without gradient attention (e.g. 'kd').")
     if len(seeds) != len(models) or not models:
         raise ValueError(f"fit_together needs one seed per model: got {len(models)} models and seeds {seeds}.")
     if recipe.needs and teacher is None:
@@ -197,7 +200,7 @@ class _TeacherSource:
     """Where a step's teacher targets come from: the table of every view's (fixed views), the
     teacher run live on the step's batch (fresh views), or nowhere (a method with no teacher)."""
 
-    views: torch.Tensor | None = None      # the fixed view table (N, V, 3); None: fresh views
+    views: torch.Tensor | None = None      # the student's fixed view table (N, V, 3); None: fresh views
     table: Targets | None = None
     live: nn.Module | None = None
     needs: tuple = ()
@@ -207,8 +210,9 @@ class _TeacherSource:
         if self.live is not None:
             with autocast(device, cfg.amp):
                 return distillation_targets(self.live, x, y, self.needs, self.feature_stage)
-        if self.table is not None:
-            return {k: _to(v, device) for k, v in self.table.gather(index, choice).items()}
+        if self.table is not None:  # one target view per image ("plain") or one per student view
+            view = choice if self.table.views.shape[1] == self.views.shape[1] else torch.zeros_like(choice)
+            return {k: _to(v, device) for k, v in self.table.gather(index, view).items()}
         return {}
 
 
@@ -226,8 +230,7 @@ def _teacher_source(recipe: methods.Method, teacher, targets: Targets | None, sp
         targets = teacher_targets(teacher, splits, cfg, needs=recipe.needs)
     if targets is not None:
         source.table = targets.to(splits.device)
-        source.views = source.table.views
-    elif cfg.fixed_views:
+    if cfg.fixed_views:
         source.views = make_views(len(splits.y_train), cfg).to(splits.device)
     return source
 
@@ -288,7 +291,10 @@ def _epoch(step: _Step, splits: data.Splits, generators, optimizer, scheduler, s
         rows = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
         index, choice, x = _batch(splits, orders, generators, step.teacher.views, cfg, rows, step.device)
         y = splits.y_train[index].to(step.device, non_blocking=True)
-        logits, per_member = step(index, choice, x, y)
+        taught = y
+        if cfg.mixup:  # function matching: the live teacher sees these very mixed images
+            x, taught = data.mix(x, y, splits.num_classes, generators)
+        logits, per_member = step(index, choice, x, taught)
         loss = sum(value.sum() for value in per_member.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -148,15 +148,58 @@ def _probe(seen: list):
     return kdlib.methods.Method("probe", "probe", ("logits",), loss, kd.knobs)
 
 
-@pytest.mark.parametrize("views", [3, 0], ids=["fixed views", "live teacher"])
-def test_every_step_gets_the_teachers_targets_for_exactly_its_own_view(synthetic, tmp_cache, views):
+@pytest.mark.parametrize("views, mixup", [(3, False), (0, False), (0, True)],
+                         ids=["fixed views", "live teacher", "live teacher on mixed images"])
+def test_every_step_gets_the_teachers_targets_for_exactly_its_own_view(synthetic, tmp_cache, views, mixup):
     teacher = kdlib.build("DeepNN", seed=1).eval()
     seen = [teacher]
-    cfg = Config(epochs=1, batch_size=100, views=views, augment=True, progress=False)
+    cfg = Config(epochs=1, batch_size=100, views=views, augment=True, mixup=mixup, progress=False)
     kdlib.fit(kdlib.build("LightNN", seed=0), synthetic.subset(300), _probe(seen), teacher, cfg)
     assert len(seen) == 1 + 3
     for given, live in seen[1:]:
         torch.testing.assert_close(given, live, rtol=1e-4, atol=1e-4)
+
+
+def test_inconsistent_teaching_gives_the_plain_images_targets_whatever_view_the_student_sees(synthetic, tmp_cache):
+    teacher = kdlib.build("DeepNN", seed=1).eval()
+    splits = synthetic.subset(300)
+    with torch.no_grad():
+        plain = teacher(kdlib.data.normalize(splits.x_train, splits.mean, splits.std)).float()
+    seen = [teacher]
+    cfg = Config(epochs=1, batch_size=100, views=3, augment=True, teacher_views="plain", progress=False)
+    kdlib.fit(kdlib.build("LightNN", seed=0), splits, _probe(seen), teacher, cfg)
+    assert kdlib.teacher_targets(teacher, splits, cfg).views.shape == (300, 1, 3)
+    for given, on_this_view in seen[1:]:
+        nearest = torch.cdist(given, plain).min(1).values
+        assert nearest.max() < 1e-4  # every row is the teacher on some plain image
+        assert not torch.allclose(given, on_this_view, atol=1e-4)  # and not on the view the student saw
+
+
+def test_mix_blends_each_image_with_one_of_its_own_members_rows():
+    x = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 2, 2).contiguous()
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    generators = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    mixed, labels = kdlib.data.mix(x, y, 4, generators)
+    assert torch.allclose(labels.sum(1), torch.ones(8))
+    values = mixed[:, 0, 0, 0]
+    assert (values[:4] <= 3).all() and (values[4:] >= 4).all()  # member 0 mixes within rows 0-3, member 1 within 4-7
+    again, _ = kdlib.data.mix(x, y, 4, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    assert torch.equal(mixed, again)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(mixup=True, views=8), "set views=0"), (dict(teacher_views="plain", views=0), "views > 0"),
+    (dict(teacher_views="sometimes"), "teacher_views"),
+])
+def test_teaching_policies_that_cannot_hold_are_refused(settings, message):
+    with pytest.raises(kdlib.checks.ParameterError, match=message):
+        Config(**settings)
+
+
+def test_mixup_refuses_gradient_attention(synthetic):
+    with pytest.raises(ValueError, match="gradient maps from each image's own label"):
+        kdlib.fit(kdlib.build("LightNN", seed=0), synthetic, "grad_at", kdlib.build("DeepNN", seed=1),
+                  Config(epochs=1, views=0, mixup=True, progress=False))
 
 
 def test_the_one_cycle_schedule_steps_every_batch(synthetic):
