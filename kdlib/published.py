@@ -45,9 +45,9 @@ record knows only "CPU (2 cores)"); and a Markdown note beside it."""
                               num_classes=splits.num_classes)
     float32 = record.get("metrics", {}).get("accuracy")
     if float32 is None:  # a snapshot: measured here
-        float32 = evaluate(teacher.eval(), splits, cfg=Config(progress=False))["accuracy"]
+        float32 = evaluate(teacher.eval(), splits, cfg=Config(amp="off", progress=False))["accuracy"]
     stored = _half(teacher)
-    metrics = evaluate(stored, splits, cfg=Config(progress=False))
+    metrics = evaluate(stored, splits, cfg=Config(amp="off", progress=False))  # float32 arithmetic: the same figure on any CPU
     meta = {"published": True, "accuracy": metrics["accuracy"], "accuracy_float32": float32,
             "snapshot_epoch": record.get("snapshot_epoch"),
             "classes": list(splits.classes), "mean": list(splits.mean), "std": list(splits.std),
@@ -78,7 +78,7 @@ def _note(out: Path, meta: dict, size: float) -> str:
             f"float16, {size:.1f} MB.\n\n"
             f"- test accuracy of these float16 weights: **{100 * meta['accuracy']:.2f}%** on "
             f"{meta['measured_on']['n_test']:,} test images of {meta['measured_on']['source']}; "
-            f"in float32 after training: {100 * meta['accuracy_float32']:.2f}%\n"
+            f"as measured after training, in the run's own precision: {100 * meta['accuracy_float32']:.2f}%\n"
             f"- trained on {trained['n_train']:,} images of {trained['source']} "
             f"(data fingerprint {trained['data']}), "
             + (f"the snapshot after epoch {meta['snapshot_epoch']} of " if meta.get("snapshot_epoch") else "")
