@@ -92,6 +92,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "teacher_weights": _optional(_TEXT),
     "student_epochs": _EPOCHS,
     "sweep_epochs": _optional(_EPOCHS),
+    "patient_epochs": _EPOCHS,
     "seeds": _list_of(_SEED, "integers >= 0", "[0, 1, 2]"),
     "sweep_seeds": _list_of(_SEED, "integers >= 0", "[0]"),
     "temperatures": _list_of(_TEMPERATURE, "numbers > 0", "[1.0, 4.0]"),

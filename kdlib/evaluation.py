@@ -3,7 +3,8 @@ the test-set metrics every record holds.
 
     predict(model, images, splits)                  -> logits
     attention_maps(model, splits, images, labels)   -> per-stage maps, for pictures
-    evaluate(model, splits, teacher)                -> accuracy, per class, confusion, ECE, agreement, map similarity
+    fidelity(model, teacher, splits)                -> how closely it matches the teacher, on training and test images
+    evaluate(model, splits, teacher)                -> accuracy, per class, confusion, ECE, fidelity, map similarity
 """
 
 from __future__ import annotations
@@ -87,8 +88,26 @@ def _map_sample(splits: data.Splits) -> tuple[torch.Tensor, torch.Tensor]:
     return splits.x_test[index.to(splits.x_test.device)], splits.y_test[index.to(splits.y_test.device)]
 
 
-def _teacher_predictions(teacher: nn.Module, splits: data.Splits, cfg: Config) -> torch.Tensor:
-    return _for_teacher("predictions", teacher, splits, cfg, lambda: predict(teacher, splits.x_test, splits, cfg).argmax(1))
+def _teacher_log_probs(teacher: nn.Module, split: str, splits: data.Splits, cfg: Config) -> torch.Tensor:
+    images = splits.x_test if split == "test" else splits.x_train
+    return _for_teacher(f"log_probs {split}", teacher, splits, cfg,
+                        lambda: predict(teacher, images, splits, cfg).log_softmax(1))
+
+
+def fidelity(model: nn.Module, teacher: nn.Module, splits: data.Splits, cfg: Config | None = None,
+             test_logits: torch.Tensor | None = None) -> dict[str, dict[str, float]]:
+    """How closely the model matches its teacher (Stanton et al. 2021), on the training images
+    (plain, un-augmented: the same for every way of teaching) and on the test images: top-1
+    agreement (the share of images where both predict the same class) and the mean
+    KL(teacher || model) of their softmax outputs at temperature 1 (0: the same outputs)."""
+    out = {}
+    for split in ("train", "test"):
+        logits = test_logits if split == "test" and test_logits is not None else predict(
+            model, splits.x_test if split == "test" else splits.x_train, splits, cfg)
+        own, theirs = logits.log_softmax(1), _teacher_log_probs(teacher, split, splits, cfg)
+        out[split] = {"agreement": float((own.argmax(1) == theirs.argmax(1)).float().mean()),
+                      "kl": float((theirs.exp() * (theirs - own)).sum(1).mean())}
+    return out
 
 
 def map_similarity(model: nn.Module, teacher: nn.Module, splits: data.Splits,
@@ -110,7 +129,8 @@ def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = 
              cfg: Config | None = None, detailed: bool = True) -> dict:
     """Test-set metrics: accuracy; with `detailed`, also per-class accuracy, the confusion
     matrix, expected calibration error and, given a teacher, agreement with its predictions
-    and the similarity of the two models' attention maps (`map_similarity`)."""
+    and the similarity of the two models' attention maps (`map_similarity`), and its
+    `fidelity` to the teacher on the training and test images."""
     logits = predict(model, splits.x_test, splits, cfg)
     labels = splits.y_test.cpu()
     prediction = logits.argmax(1)
@@ -123,6 +143,7 @@ def evaluate(model: nn.Module, splits: data.Splits, teacher: nn.Module | None = 
     metrics["confusion"] = confusion.tolist()
     metrics["ece"] = expected_calibration_error(logits.softmax(1), labels)
     if teacher is not None:
-        metrics["teacher_agreement"] = float((prediction == _teacher_predictions(teacher, splits, cfg)).float().mean())
+        metrics["fidelity"] = fidelity(model, teacher, splits, cfg, test_logits=logits)
+        metrics["teacher_agreement"] = metrics["fidelity"]["test"]["agreement"]
         metrics["map_similarity"] = map_similarity(model, teacher, splits, cfg)
     return metrics

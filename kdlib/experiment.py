@@ -71,12 +71,34 @@ def take_or_train(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     """Another notebook's runs that this one compares against: taken from the run folder when
     they are there with exactly these settings, data, teacher and code, trained here (saying
     so) when they are not, so that every notebook runs on its own."""
-    found = recorded_accuracies(results_dir, method, splits, cfg, seeds, teacher_of(method, teacher, splits, cfg))
+    found = recorded_accuracies(results_dir, method, splits, method_config(method, cfg), seeds,
+                                teacher_of(method, teacher, splits, cfg))
     missing = [seed for seed in seeds if seed not in found]
     if missing:
         print(f"{method}: no finished run for seed(s) {missing} in this run folder "
               "(its notebook has not run here): training it now, with this notebook's parameters.")
     return train_method(method, splits, cfg, seeds, teacher, results_dir, checkpoint_dir, reuse=True, **meta)
+
+
+def method_config(method: str, cfg: Config) -> Config:
+    """`cfg` with the settings `method` declares as its own (08's: the teacher's outputs on the
+    plain image, fresh views, mixup), so that a method is trained by its name alone. A setting
+    declared as "epochs" takes the run's number of epochs (views="epochs": a view per epoch)."""
+    declared = {k: cfg.epochs if v == "epochs" else v for k, v in get_method(method).settings.items()}
+    return replace(cfg, **declared) if declared else cfg
+
+
+def runnable(methods, splits: Splits) -> list[str]:
+    """`methods` without those whose declared teacher does not exist for this data, saying
+    which: a published teacher under weights/ was trained on CIFAR-10, so the synthetic smoke
+    data has none. On real data a published teacher's checks (classes, normalization, unseen
+    validation images) stay errors."""
+    kept = [m for m in methods if get_method(m).teacher in ("run", "untrained") or splits.source != "synthetic"]
+    skipped = [m for m in methods if m not in kept]
+    if skipped:
+        print(f"Not run on this {splits.source} data: {', '.join(skipped)} (their teachers, "
+              f"{', '.join(get_method(m).teacher for m in skipped)}, were trained on CIFAR-10).")
+    return kept
 
 
 def teacher_of(method: str, teacher, splits: Splits, cfg: Config):
@@ -99,7 +121,8 @@ def take_published_teacher(weights, splits: Splits, cfg: Config, results_dir=Non
     recipe it was trained with and the path it came from (and 0 s of training)."""
     path = teacher_path(checkpoint_dir) if checkpoint_dir is not None else None
     run = _published_teacher(weights, splits, cfg)
-    _save_run(run, "teacher", splits, None, path, results_dir, {**meta, "published": str(weights)}, recipe="ce")
+    _save_run(run, "teacher", splits, None, path, results_dir,
+              {**meta, "published": str(weights), "images": run.model.checkpoint_meta.get("images")}, recipe="ce")
     print(f"teacher: the published {Path(weights).name}, test accuracy {100 * run.accuracy:.2f}% "
           f"on this data ({100 * run.model.checkpoint_meta['accuracy']:.2f}% when it was published)")
     return run
@@ -165,9 +188,12 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     three LightNNs on a 2-core EPYC, README); meta: extra fields of the record and checkpoint.
     """
     recipe = get_method(method)
+    cfg = method_config(method, cfg)
     given_teacher, teacher = teacher, teacher_of(method, teacher, splits, cfg)
     if recipe.control:
         meta = {"control": recipe.control, **meta}
+    if teacher is not None and recipe.needs:
+        meta = {**teacher_images(teacher, splits), **meta}
     seeds = list(seeds) if isinstance(seeds, (list, tuple, range)) else seeds
     checks.check({"seeds": seeds}, where="train_method")
     if together is None:
@@ -255,6 +281,25 @@ def _state_file(checkpoint, reuse: bool, seeds: str = "") -> Path | None:
     return state
 
 
+def teacher_accuracy(method: str, teacher, splits: Splits, cfg: Config) -> float:
+    """The test accuracy (%) of the teacher `method` learns from (09's x axis)."""
+    return 100 * evaluate(teacher_of(method, teacher, splits, cfg), splits, cfg=cfg, detailed=False)["accuracy"]
+
+
+def teacher_images(teacher, splits: Splits) -> dict:
+    """What a run's record says of its teacher's training images: how many it saw and whether
+    they are exactly the students' (so that a table can say what KD's gain mixes in)."""
+    meta = getattr(teacher, "checkpoint_meta", {})
+    if not meta or splits.n_source_train is None:  # untrained, or data without an index of its images
+        return {}
+    total = splits.n_source_train
+    images = meta.get("images") or data.images_mask(None, total)
+    seen = data.mask_indices(images)
+    students = data.mask_indices(data.images_mask(splits.train_index, total))
+    return {"teacher_images": int(seen.sum()), "teacher_accuracy": meta.get("accuracy"),
+            "teacher_saw_students_images": bool(len(seen) == total and torch.equal(seen, students))}
+
+
 def untrained_teacher(splits: Splits, cfg: Config):
     """A teacher of `cfg.family` with its initial random weights: the control for KD that the
     reference table measured without knowing it (it never loaded its trained teacher)."""
@@ -340,7 +385,7 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
     rows = []
     for value in values:
         print(f"{parameter} = {value}")
-        point = replace(cfg, **{parameter: value})
+        point = method_config(method, replace(cfg, **{parameter: value}))
         found = {}
         if main is not None:
             for seed in seeds:

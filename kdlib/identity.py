@@ -35,12 +35,13 @@ TARGETS_CODE = source_digest(*(_HERE / f"{m}.py" for m in ("config", "data", "lo
 def recipe_code(recipe: str, source: str | None = None) -> str:
     """The code of one method: the definitions of methods.py (or `source`) that its loss, its
     head and the loss path (`member_losses`) use, and its declaration's fields that decide
-    training (needs, features, teacher)."""
+    training (needs, features, teacher, and its settings where it declares any)."""
     from .methods import get
     method = get(recipe)
     roots = ["member_losses", method.loss.__name__, *([method.head.__name__] if method.head else [])]
     code = definitions_digest(source or (_HERE / "methods.py").read_text(), roots)
-    return digest_text(code, list(method.needs), method.reads_stages, method.teacher)[:12]
+    declared = [sorted(method.settings.items())] if method.settings else []  # none: the code of earlier runs
+    return digest_text(code, list(method.needs), method.reads_stages, method.teacher, *declared)[:12]
 
 
 # Replaced by device_type and precision, or not part of a result: like the thread count (which

@@ -11,6 +11,7 @@ mean over their own samples.)
     ce          CE(s, y)
     kd          (1 - a) CE(s, y) + a T^2 KL(softmax(t/T) || softmax(s/T))      (Hinton 2015)
     kd_untrained  kd from an untrained teacher: a control (what the reference table measured)
+    kd_small_teacher  kd from a teacher trained on the course's 5,000 images only: a control (its extra data)
     ls          CE with label smoothing e: a control, soft targets with no teacher  (Szegedy 2016)
     grad_at     CE(s, y) + b sum_stages mean_n mean_j (G_s - G_t)^2   gradient (saliency) attention
     act_at      CE(s, y) + b sum_stages mean_n mean_j (Q_s - Q_t)^2   squared-activation attention (Zagoruyko 2017)
@@ -25,7 +26,11 @@ reads) and the teacher's of the same spatial size (`models.hint_stage`); r is a 
 convolution from the student's channels to the teacher's, trained with the student and
 dropped after (the student keeps its size).
 
-A new method is one more `Method` in METHODS: its table row, plot label, order (the list's),
+08 and 09 declare KD's variants the same way: the teacher's outputs given another way
+(`settings`: on the plain image, fresh views, mixup) and other teachers (`teacher`: the
+published teacher's snapshots); `lesson` says which notebook compares them.
+
+A new method is one more `Method` in DECLARED: its table row, plot label, order (the list's),
 the maps it transfers and its published numbers come from there.
 """
 
@@ -72,6 +77,14 @@ class Method:
     # its initial random weights), or a published teacher's file under weights/ ("weights/NAME.pt");
     # the engine builds it (`kdlib.experiment.teacher_of`), so a control is trained by its name alone.
     teacher: str = "run"
+    # The Config settings that make the method what it is (08's ways of teaching: the teacher's
+    # outputs on the plain image, fresh views, mixup), applied over the run's own
+    # (`experiment.method_config`; "epochs": the run's number of epochs); tables compare them as
+    # the method's own, like its knobs.
+    settings: dict = field(default_factory=dict, hash=False)
+    # Which notebooks compare it: "methods" (02-07: the methods and their controls),
+    # "consistency" (08: how the teacher's outputs are given), "teachers" (09: which teacher).
+    lesson: str = "methods"
     reference: float | None = None   # the reference notebook's accuracy for this row (%)
     reference_untrained: bool = False  # that number came from an untrained teacher
     tutorial: float | None = None    # the PyTorch KD tutorial's accuracy for this row (%)
@@ -152,12 +165,31 @@ def regressor_head(cfg, seed: int) -> nn.Module:
 
 
 _KD_KNOBS = ("temperature", "kd_weight")
-METHODS = {m.name: m for m in [  # in the order of every table and figure
+
+
+def _lineage(epoch: int) -> Method:
+    """KD from the published teacher's own snapshot after `epoch` of its 60 epochs (09)."""
+    return Method(f"kd_epoch{epoch:03d}", f"KD from the teacher after {epoch} of its 60 epochs", ("logits",), _kd,
+                  _KD_KNOBS, label=f"KD, teacher\nat epoch {epoch}", lesson="teachers",
+                  teacher=f"weights/teacher-tutorial-epoch{epoch:03d}.pt")
+
+
+def _teaching(name: str, title: str, label: str, **settings) -> Method:
+    """KD with the teacher's outputs given another way (08): the same loss, other Config settings."""
+    return Method(name, title, ("logits",), _kd, _KD_KNOBS, label=label, lesson="consistency", settings=settings)
+
+
+DECLARED = {m.name: m for m in [  # every method of every lesson, in the order of every table and figure
     Method("ce", "cross-entropy only", (), _ce, label="CE", reference=72.35, tutorial=69.86),
     Method("kd", "KD (soft targets)", ("logits",), _kd, _KD_KNOBS, label="KD", tutorial=70.80),
     Method("kd_untrained", "KD from an untrained teacher (control)", ("logits",), _kd, _KD_KNOBS,
            label="KD from\nuntrained", control="an untrained teacher", control_of="kd", teacher="untrained",
            reference=74.54, reference_untrained=True),
+    # The teacher that saw only the course's 5,000 student images (weights/teacher-tutorial-5k.md):
+    # in the course, what KD gives when teacher and students see the same images.
+    Method("kd_small_teacher", "KD from a teacher trained on the course's 5,000 images only (control)", ("logits",),
+           _kd, _KD_KNOBS, label="KD, teacher\non 5,000", control="a teacher trained on the course's 5,000 images only",
+           control_of="kd", teacher="weights/teacher-tutorial-5k.pt"),
     Method("ls", "label smoothing (control)", (), _label_smoothing, ("smoothing",), label="label\nsmoothing",
            control="no teacher: soft targets alone", control_of="kd"),
     Method("grad_at", "gradient attention", ("grad",), _grad_at, ("beta",), reads_stages=True, label="grad AT",
@@ -170,27 +202,55 @@ METHODS = {m.name: m for m in [  # in the order of every table and figure
            reads_stages=True, label="cosine\nhidden", tutorial=71.50),
     Method("regressor", "regressor + MSE on feature maps", ("feat",), _regressor, ("feature_weight",),
            reads_stages=True, label="regressor\nMSE", head=regressor_head, tutorial=70.82),
+    # 08: consistent teaching (Beyer et al. 2022). The course's KD is consistent on 8 fixed views.
+    _teaching("kd_plain", "KD, the teacher's outputs on the plain image (inconsistent)", "KD, teacher\non plain image",
+              teacher_views="plain"),
+    # As many fixed views as epochs, the teacher's outputs on each computed once: as fresh as a
+    # live teacher on new crops (a step draws one of them at random), at a third of its cost for
+    # three seeds (a live DeepNN pass is ~10x a LightNN step on the CPU).
+    _teaching("kd_fresh", "KD on fresh views (as many as epochs), the teacher's outputs on each", "KD, fresh\nviews",
+              views="epochs"),
+    _teaching("kd_mixup", "KD on mixup of two images (function matching)", "KD, mixup\n(function matching)",
+              views=0, mixup=True),
+    # 09: which teacher. With "kd_untrained", "kd_small_teacher" and "kd" (the final teacher).
+    *map(_lineage, (5, 15, 30)),
 ]}
-ORDER = ["teacher", *METHODS]  # the teacher's row first
-KNOBS = sorted({k for m in METHODS.values() for k in m.knobs})
+# 02-07's methods and controls: what 06 compares and the series' tables show.
+METHODS = {name: m for name, m in DECLARED.items() if m.lesson == "methods"}
+ORDER = ["teacher", *DECLARED]  # the teacher's row first
+KNOBS = sorted({k for m in DECLARED.values() for k in m.knobs})
 
 
 def get(name: str | Method) -> Method:
     if isinstance(name, Method):
         return name
-    if name not in METHODS:
-        raise ValueError(f"Unknown method {name!r}: expected one of {list(METHODS)}.")
-    return METHODS[name]
+    if name not in DECLARED:
+        raise ValueError(f"Unknown method {name!r}: expected one of {list(DECLARED)}.")
+    return DECLARED[name]
 
 
 def label(name: str) -> str:
     """How figures name a row: the method's label, "teacher", or the name itself."""
-    return METHODS[name].label if name in METHODS else name
+    return DECLARED[name].label if name in DECLARED else name
 
 
 def controls(method: str) -> list[str]:
     """The controls declared for `method` (what its gain is tested against besides CE)."""
     return [m.name for m in METHODS.values() if m.control_of == method]
+
+
+def lesson(name: str) -> list[str]:
+    """The methods a lesson declares: "methods" (02-07), "consistency" (08), "teachers" (09)."""
+    return [m.name for m in DECLARED.values() if m.lesson == name]
+
+
+def rows(name: str = "methods") -> list[str]:
+    """The methods a lesson's tables show, in the series' order: 08 and 09 show theirs beside CE
+    and the course's KD; 09 also beside the two controls that are teachers of another kind."""
+    shared = {"methods": [], "consistency": ["ce", "kd"], "teachers": ["ce", "kd", "kd_untrained", "kd_small_teacher"]}
+    if name not in shared:
+        raise ValueError(f"Unknown lesson {name!r}: expected one of {list(shared)}.")
+    return [m for m in DECLARED if m in shared[name] or DECLARED[m].lesson == name]
 
 
 def transferring() -> list[str]:

@@ -128,6 +128,30 @@ def differences(comparisons) -> plt.Figure:
     return fig
 
 
+def gain_by_teacher(points) -> plt.Figure:
+    """09's picture: each student's paired gain over CE (points, 95% interval) against the test
+    accuracy of the teacher it learnt from, and beside it its agreement with that teacher on
+    the test images. `points`: a frame with method, teacher_accuracy, mean_diff, ci95_low,
+    ci95_high and test agreement (`kdlib.report.teachers`' table)."""
+    fig, (gain, agreement) = _figure(1, 2, figsize=(11, 4.2))
+    for row in points.itertuples():
+        gain.errorbar(row.teacher_accuracy, row.mean_diff, yerr=[[row.mean_diff - row.ci95_low], [row.ci95_high - row.mean_diff]],
+                      fmt="o", capsize=3, color="C0")
+        name = label(row.method).replace(chr(10), " ")
+        gain.annotate(name, (row.teacher_accuracy, row.mean_diff), textcoords="offset points", xytext=(5, 5),
+                      fontsize=MIN_FONT)
+        agreement.plot(row.teacher_accuracy, getattr(row, "test_agreement"), "o", color="C1")
+        agreement.annotate(name, (row.teacher_accuracy, getattr(row, "test_agreement")), textcoords="offset points",
+                           xytext=(5, 5), fontsize=MIN_FONT)
+    gain.axhline(0, color="black", lw=0.8)
+    gain.set(xlabel="the teacher's test accuracy (%)", ylabel="student's accuracy minus CE's (points)",
+             title="KD's gain over CE, paired by seed, 95% interval")
+    agreement.set(xlabel="the teacher's test accuracy (%)", ylabel="agreement with its teacher (% of test images)",
+                  title="fidelity: how often the student predicts what its teacher does")
+    fig.tight_layout()
+    return fig
+
+
 def per_class_heatmap(per_class: dict[str, list[float]], classes: list[str]) -> plt.Figure:
     """Per-class test accuracy (%) of each method, as a seaborn heatmap."""
     names = list(per_class)

@@ -23,7 +23,9 @@ BASE = {"profile": "interactive", "family": "tutorial", "data": "cifar10", "norm
         "progress": True, "reuse": False,
         # 07_sweeps: one knob at a time, the rest as above
         "sweep_epochs": None, "sweep_seeds": [0], "temperatures": [1.0, 2.0, 4.0, 8.0],
-        "kd_weights": [0.25, 0.5, 0.75, 0.9], "betas": [0.0, 50.0, 250.0, 1000.0], "beta_method": "act_at"}
+        "kd_weights": [0.25, 0.5, 0.75, 0.9], "betas": [0.0, 50.0, 250.0, 1000.0], "beta_method": "act_at",
+        # 08_consistent_teaching: KD and CE again at a longer schedule (patience)
+        "patient_epochs": 60}
 
 # The published teacher (from notebooks/, where they run): a DeepNN trained on the 45,000 training
 # images outside the 5,000-image validation split (85.19% in float16 on the 10,000 test images;
@@ -42,7 +44,7 @@ PROFILES = {
     "course": {**BASE, "n_train": 5000, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER,
                "teacher_epochs": 20, "student_epochs": 60, "weight_decay": 5e-4, "eval_every": 5,
                "sweep_seeds": [0, 1], "temperatures": [1.0, 4.0, 8.0], "kd_weights": [0.25, 0.5, 0.9],
-               "betas": [0.0, 250.0, 1000.0]},
+               "betas": [0.0, 250.0, 1000.0], "patient_epochs": 120},
     # The full scale: every training image outside the course's 5,000-image validation split
     # (45,000), 30 epochs each, weight decay as the published teacher's recipe. About 3 minutes
     # a student run on a 2-core AVX-512 CPU (the tutorial-recipe run: 15 ten-epoch runs of
@@ -50,7 +52,7 @@ PROFILES = {
     "full": {**BASE, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER, "weight_decay": 5e-4},
     "smoke": {**BASE, "data": "synthetic", "n_train": 512, "n_val": 128, "n_test": 256, "teacher_epochs": 1,
               "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64, "sweep_seeds": [0],
-              "temperatures": [1.0, 4.0], "kd_weights": [0.5], "betas": [0.0, 250.0]},
+              "temperatures": [1.0, 4.0], "kd_weights": [0.5], "betas": [0.0, 250.0], "patient_epochs": 2},
     "tutorial": {**BASE, "teacher_epochs": 10, "student_epochs": 10, "lr": 1e-3, "schedule": "constant",
                  "augment": False, "views": 0, "temperature": 2.0, "kd_weight": 0.25},
     # the reference notebook's models and protocol (its attention rows used its own
@@ -62,7 +64,7 @@ PROFILES = {
 DEFAULT = "course"  # what the notebooks' parameter cells hold
 # What "smoke scale" means, whatever the profile: synthetic data, one short epoch, one seed.
 SMOKE_SCALE = ("data", "n_train", "n_test", "teacher_epochs", "student_epochs", "views", "batch_size",
-               "temperatures", "kd_weights", "betas", "sweep_seeds")
+               "temperatures", "kd_weights", "betas", "sweep_seeds", "patient_epochs")
 
 
 def at_smoke_scale(profile: str) -> dict:
@@ -101,6 +103,8 @@ NOTEBOOK_PARAMETERS = {
     "06_combined.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", "feature_weight", *_ENGINE],
     "07_sweeps.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "beta", "sweep_epochs", "sweep_seeds",
                         "temperatures", "kd_weights", "betas", "beta_method", *_ENGINE],
+    "08_consistent_teaching.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", "patient_epochs", *_ENGINE],
+    "09_which_teacher.ipynb": [*_DATA, *_STUDENTS, "temperature", "kd_weight", *_ENGINE],
 }
 
 NOTES = {
@@ -132,6 +136,7 @@ NOTES = {
     "kd_weights": "",
     "betas": "",
     "beta_method": "the attention method whose beta is swept",
+    "patient_epochs": "KD and CE again at this longer schedule (patience)",
     "device": '"auto", "cpu" or "cuda"',
     "amp": '"auto" (bf16 where the hardware has it), "bf16" or "off"',
     "compile": "torch.compile the model (pays on a GPU)",

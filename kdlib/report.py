@@ -4,7 +4,8 @@ these, so that no sentence about a result can go stale when the numbers change.
     comparisons(records)        -> the comparisons of 06 (COMPARISONS), with Holm's correction
     teacher(run)                 -> 01: how good the teacher is, and where it fails
     baseline(records)            -> 02: the CE student, its seed spread, its gap to the teacher
-    distillation(records)        -> 03: KD against CE and against both controls, and why
+    distillation(records)        -> 03: KD against CE and against each control, and why
+    teacher_data(records)        -> 03, 06: KD's gain split: a teacher of the students' images, and its extra data
     attention(records, method)   -> 04, 05: the method against CE; did its maps move?
     features(records)            -> 05: the tutorial's feature methods against CE, and against its own runs
     overall(records)             -> 06: what survives the correction, in one paragraph
@@ -16,12 +17,13 @@ from __future__ import annotations
 import pandas as pd
 
 from . import results
-from .methods import METHODS
+from .methods import METHODS, controls
 from .models import build, count_parameters, student_architecture, teacher_architecture
 
-# 06's family of comparisons: every method that distils against CE, and KD against each control.
+# 06's family of comparisons: every method that distils against CE, KD against each control, and
+# KD from the small teacher against CE (the first part of KD's gain, `teacher_data`).
 COMPARISONS = [*((m.name, "ce") for m in METHODS.values() if m.needs and not m.control),
-               ("kd", "kd_untrained"), ("kd", "ls")]
+               *(("kd", control) for control in controls("kd")), ("kd_small_teacher", "ce")]
 
 
 def comparisons(records: list[dict], pairs=COMPARISONS) -> pd.DataFrame:
@@ -30,6 +32,8 @@ def comparisons(records: list[dict], pairs=COMPARISONS) -> pd.DataFrame:
 
 
 def _difference(row) -> str:
+    if row["n_pairs"] < 2:
+        return f"{row['mean_diff']:+.2f} points (one seed: no interval)"
     return (f"{row['mean_diff']:+.2f} points (95% interval {row['ci95_low']:+.2f} to {row['ci95_high']:+.2f}, "
             f"{int(row['n_pairs'])} seeds)")
 
@@ -120,18 +124,20 @@ def baseline(records: list[dict]) -> str:
 
 
 def distillation(records: list[dict]) -> str:
-    """03: KD against CE and against the two controls, and a reading of why."""
+    """03: KD against CE and against each control, and a reading of why."""
     tab = results.table(records).set_index("method")
     kd_ce = _pair(records, "kd", "ce")
     if kd_ce is None:
         return verdict(records, "kd")
     lines = [f"KD minus CE, paired by seed: {_difference(kd_ce)}."]
-    controls = {c: _pair(records, "kd", c) for c in ("kd_untrained", "ls")}
-    for control, row in controls.items():
+    # The controls that ask whether the gain is the teacher's knowledge (the small teacher asks
+    # another question: how much is its extra data, `teacher_data`).
+    against = {c: _pair(records, "kd", c) for c in ("kd_untrained", "ls")}
+    for control, row in against.items():
         if row is not None:
             lines.append(f"KD minus {control}: {_difference(row)}.")
     gain = kd_ce["ci95_low"] > 0
-    beats_controls = all(row is not None and row["ci95_low"] > 0 for row in controls.values())
+    beats_controls = all(row is not None and row["ci95_low"] > 0 for row in against.values())
     corrected = f"(uncorrected intervals; 06 gives the verdict with Holm's correction over its {len(COMPARISONS)} comparisons)"
     if gain and beats_controls:
         lines.append("KD's intervals against CE and against both controls all lie above zero: soft targets from an "
@@ -149,6 +155,42 @@ def distillation(records: list[dict]) -> str:
                      + ("KD made the student predict more like its teacher." if agree["kd"] > agree["ce"] else
                         "KD did not make the student predict more like its teacher."))
     return "\n".join(lines)
+
+
+def teacher_data(records: list[dict]) -> str:
+    """03, 06: KD's gain over CE in two parts, each paired by seed: what KD from a teacher
+    trained on the course's 5,000 images gives (in the course, the students' own images), and
+    what KD's larger teacher adds to that (its other images, and the accuracy they bought)."""
+    whole, small, added = (_pair(records, *pair) for pair in
+                           (("kd", "ce"), ("kd_small_teacher", "ce"), ("kd", "kd_small_teacher")))
+    if whole is None or small is None or added is None:
+        return ("No comparable runs of KD, CE and KD from the small teacher (kd_small_teacher) with two seeds or "
+                "more yet: KD's gain cannot be split.")
+    kd, other = (next(r for r in reversed(results.comparable(records, warn=False)) if r["method"] == m)
+                 for m in ("kd", "kd_small_teacher"))
+    own = "exactly the students' images" if other.get("teacher_saw_students_images") else "not exactly the students' images"
+    lines = [f"The students learn from {kd['n_train']:,} images. KD's teacher trained on {_seen(kd)}; the small "
+             f"teacher on {_seen(other)} ({own})." if other.get("teacher_images") else
+             f"The students learn from {kd['n_train']:,} images.",
+             f"KD minus CE: {_difference(whole)}. It splits in two:",
+             f"- KD from the small teacher minus CE: {_difference(small)}: "
+             + ("distillation pays with a teacher of these images alone." if small["ci95_low"] > 0 else
+                "with a teacher of these images alone, no gain is shown." if small["ci95_high"] > 0 else
+                "a teacher of these images alone makes the student worse."),
+             f"- KD minus KD from the small teacher: {_difference(added)}: "
+             + ("the larger teacher adds to it: part of KD's gain is what that teacher learnt from images the students "
+                "never saw." if added["ci95_low"] > 0 else
+                "the larger teacher adds nothing that seeds can tell apart.")]
+    lines.append(f"Intervals uncorrected; 06 gives each verdict with Holm's correction over its {len(COMPARISONS)} "
+                 "comparisons.")
+    return "\n".join(lines)
+
+
+def _seen(record: dict) -> str:
+    """A student record's teacher: how many images it trained on, and its test accuracy."""
+    accuracy = record.get("teacher_accuracy")
+    return f"{record.get('teacher_images', 0):,} images" + (
+        f" and reaches {100 * accuracy:.2f}% on the test images" if accuracy is not None else "")
 
 
 def attention(records: list[dict], method: str) -> str:
@@ -238,3 +280,144 @@ def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) 
     if ce_baseline is not None:
         text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on {split}."
     return text
+
+
+# ------------------------------------------------------------------ 06: what one seed says
+
+# The tutorial's page, two of its builds (teacher / CE / KD, one run each): its KD-vs-CE order flips.
+TUTORIAL_BUILDS = {"PyTorch 2.0 build": (75.10, 69.86, 70.80), "a later build": (75.60, 70.41, 70.19)}
+
+
+def one_seed(records: list[dict], pairs=None) -> pd.DataFrame:
+    """For each comparison with CE: the difference each single seed shows, how many seeds
+    alone would have called the method better (or worse), and the three-seed paired verdict
+    with Holm's correction over 06's family."""
+    pairs = pairs or [(m, b) for m, b in COMPARISONS if b == "ce"]
+    runs = results.frame(records).pivot_table(index="seed", columns="method", values="accuracy")
+    family = comparisons(records).set_index(["method", "baseline"])
+    rows = []
+    for method, baseline in pairs:
+        if method not in runs or baseline not in runs or (method, baseline) not in family.index:
+            continue
+        diff = (runs[method] - runs[baseline]).dropna()
+        verdict_row = family.loc[(method, baseline)]
+        rows.append({"comparison": f"{method} − {baseline}", **{f"seed {s}": d for s, d in diff.items()},
+                     "seeds above": int((diff > 0).sum()), "seeds below": int((diff < 0).sum()),
+                     "paired mean": verdict_row["mean_diff"], "holds after Holm": bool(verdict_row["holm"])})
+    return pd.DataFrame(rows)
+
+
+def one_seed_reading(table: pd.DataFrame) -> str:
+    """What `one_seed`'s table says in words: where single seeds disagree with each other, and
+    how often a one-run table would have told another story than the paired verdict."""
+    if table.empty:
+        return "No comparison with CE has runs yet."
+    split = table[(table["seeds above"] > 0) & (table["seeds below"] > 0)]
+    misleading = table[~table["holds after Holm"] & ((table["seeds above"] == 0) | (table["seeds below"] == 0))]
+    seeds = [c for c in table.columns if c.startswith("seed ")]
+    lines = [f"{len(split)} of {len(table)} comparisons change sign from one seed to another"
+             + (f" ({', '.join(split['comparison'])})" if len(split) else "")
+             + ": a one-run table would have ranked those methods by the luck of its seed."]
+    if len(misleading):
+        lines.append(f"{len(misleading)} comparison(s) point the same way at every one of the {len(seeds)} seeds and "
+                     f"still do not hold after Holm ({', '.join(misleading['comparison'])}): agreement of a few seeds "
+                     "is weaker evidence than it looks.")
+    (a, b), names = TUTORIAL_BUILDS.values(), list(TUTORIAL_BUILDS)
+    lines.append(f"The tutorial's own page shows the same thing: its {names[0]} has KD {a[2] - a[1]:+.2f} points over CE, "
+                 f"its {names[1]} {b[2] - b[1]:+.2f}; one run each, so the order flips with the draw.")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------- 08: consistent and patient teaching
+
+def consistency_comparisons(records: list[dict]) -> pd.DataFrame:
+    """08's family: each way of teaching against CE and against the course's KD (8 fixed views,
+    the teacher's outputs on each), paired by seed, with Holm's correction over the family."""
+    from .methods import lesson
+    ways = lesson("consistency")
+    return results.comparisons(records, [*((m, "ce") for m in ways), *((m, "kd") for m in ways)])
+
+
+def consistency(records: list[dict]) -> str:
+    """08: what each way of teaching gives against CE and against the course's KD, in words."""
+    table = consistency_comparisons(records)
+    if table.empty or (table["n_pairs"] < 2).all():
+        return "With fewer than two seeds per way of teaching there is no estimate of seed noise: nothing is ranked."
+    lines = [f"{len(table)} comparisons, Holm's correction over all of them:"]
+    for row in table.itertuples():
+        lines.append(f"- {row.method} − {row.baseline}: {row.mean_diff:+.2f} points (95% interval {row.ci95_low:+.2f} to "
+                     f"{row.ci95_high:+.2f}), Holm-adjusted p {_p(row.p_holm)}: " + ("holds." if row.holm else "does not hold."))
+    return "\n".join(lines)
+
+
+def fidelity(records: list[dict], lesson: str) -> str:
+    """08, 09: how closely each student matches its teacher on training and on test images, and
+    where it stops matching (the gap between the two)."""
+    table = results.fidelity(records, lesson).set_index("method")
+    table = table.drop(index=[m for m in ("ce",) if m in table.index])
+    if table.empty:
+        return "No run with a fidelity measurement yet."
+    lines = []
+    for method, row in table.iterrows():
+        lines.append(f"- {method}: agrees with its teacher on {row['train agreement']:.1f}% of the training images and "
+                     f"{row['test agreement']:.1f}% of the test images (KL {row['train KL']:.3f} and {row['test KL']:.3f}).")
+    gap = table["train agreement"] - table["test agreement"]
+    lines.append(f"Every student matches its teacher less on images it never trained on: the gap runs from "
+                 f"{gap.min():.1f} points ({gap.idxmin()}) to {gap.max():.1f} ({gap.idxmax()})." if (gap > 0).all() else
+                 f"Agreement on test minus agreement on training images runs from {-gap.max():+.1f} to {-gap.min():+.1f} points.")
+    closest = table["test agreement"].idxmax()
+    lines.append(f"The student closest to its teacher on test images is {closest} ({table.loc[closest, 'test agreement']:.1f}%).")
+    return "\n".join(lines)
+
+
+def patience(short: list[dict], long: list[dict], method: str) -> str:
+    """08: `method`'s gain over CE at the series' schedule (`short`'s records) and at the longer
+    one (`long`'s), each paired by seed, and the change between them (paired by seed too)."""
+    a = results.frame(short).pivot_table(index="seed", columns="method", values="accuracy")
+    b = results.frame(long, lesson=None).pivot_table(index="seed", columns="method", values="accuracy")
+    if any(m not in t for t in (a, b) for m in (method, "ce")):
+        return f"No runs of {method} and CE at both schedules yet."
+    epochs = [next(r["config"]["epochs"] for r in rs if r["method"] == method) for rs in (short, long)]
+    before, after = (results.interval(t[method] - t["ce"]) for t in (a, b))
+    change = results.interval((b[method] - b["ce"]) - (a[method] - a["ce"]))
+    text = (f"{method} minus CE: {_difference(before)} at {epochs[0]} epochs; {_difference(after)} at {epochs[1]} epochs. "
+            f"The change in the gain: {_difference(change)}: ")
+    if change["n_pairs"] < 2:
+        return text + "one seed cannot tell."
+    return text + ("the longer schedule widens KD's lead (uncorrected interval)." if change["ci95_low"] > 0 else
+                   "the longer schedule narrows it (uncorrected interval)." if change["ci95_high"] < 0 else
+                   "no change that seeds can tell apart.")
+
+
+# ------------------------------------------------------------------------- 09: which teacher
+
+def teachers(records: list[dict], accuracy: dict[str, float]) -> tuple[pd.DataFrame, str]:
+    """09: each student's gain over CE against its teacher's test accuracy (`accuracy`, % by
+    method), with Holm's correction over the family, its agreement with that teacher, and in
+    words whether a better teacher gave a better student here."""
+    from .methods import rows
+    names = [m for m in rows("teachers") if m != "ce" and m in accuracy]
+    table = results.comparisons(records, [(m, "ce") for m in names])
+    agreement = results.fidelity(records, "teachers").set_index("method")["test agreement"]
+    table["teacher_accuracy"] = [accuracy[m] for m in table["method"]]
+    table["test_agreement"] = [agreement.get(m, float("nan")) for m in table["method"]]
+    table = table.sort_values("teacher_accuracy", ignore_index=True)
+    if table.empty or (table["n_pairs"] < 2).all():
+        return table, "Fewer than two seeds per teacher: no estimate of seed noise, nothing is ranked."
+    lines = ["From the weakest teacher to the strongest (Holm's correction over all of them):"]
+    for row in table.itertuples():
+        lines.append(f"- {row.method}: teacher {row.teacher_accuracy:.2f}%, student minus CE {row.mean_diff:+.2f} "
+                     f"[{row.ci95_low:+.2f}, {row.ci95_high:+.2f}]: " + ("holds after Holm." if row.holm else "does not hold."))
+    best, strongest = table.loc[table["mean_diff"].idxmax()], table.iloc[-1]
+    if best["method"] == strongest["method"]:
+        lines.append(f"The most accurate teacher ({strongest['method']}) gave the largest gain here.")
+    else:
+        pair = _pair(records, best["method"], strongest["method"])
+        lines.append(f"The largest gain came from {best['method']}'s teacher ({best['teacher_accuracy']:.2f}%), not from the "
+                     f"most accurate one ({strongest['teacher_accuracy']:.2f}%)"
+                     + (f"; the two students differ by {_difference(pair)}: " + (
+                         "a real difference (uncorrected), so a better teacher was not a better teacher here."
+                         if pair["beyond_noise"] else "seeds cannot tell them apart.") if pair is not None else "."))
+    order = table["teacher_accuracy"].rank().corr(table["mean_diff"].rank())
+    lines.append(f"Rank correlation of teacher accuracy and student gain over these {len(table)} teachers: {order:+.2f}.")
+    return table, "\n".join(lines)

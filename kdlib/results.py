@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import identity
 from .files import write_text
-from .methods import KNOBS, METHODS, ORDER
+from .methods import DECLARED, KNOBS, METHODS, ORDER, rows as lesson_rows
 
 # The two published tables this series is measured against (one run each, percent): each
 # method's number is declared on its `Method` (kdlib.methods); the teachers' are here.
@@ -91,18 +91,32 @@ def _settings(rec: dict, own: bool) -> dict:
     config = rec.get("settings") or {k: v for k, v in rec.get("config", {}).items()
                                      if k not in identity.DISPLAY_ONLY}
     recipe = rec.get("recipe", rec["method"])  # e.g. "kd" for the "kd_untrained" control
-    method_knobs = METHODS[recipe].knobs if recipe in METHODS else ()
+    method_knobs = DECLARED[recipe].knobs if recipe in DECLARED else ()
     return {k: v for k, v in config.items()
             if k != "seed" and (k not in KNOBS or (own and k in method_knobs))}
 
 
+def _own_teacher(rec: dict) -> bool:
+    """Whether the run learnt from a teacher of its own on purpose (a control, 09's teachers)."""
+    method = DECLARED.get(rec["method"])
+    return bool(rec.get("control")) or (method is not None and method.teacher != "run")
+
+
+def _own_settings(rec: dict) -> set[str]:
+    """The settings that its method declares as what makes it itself (08's ways of teaching)."""
+    method = DECLARED.get(rec["method"])
+    return set(method.settings) if method is not None else set()
+
+
 def _differences(a: dict, b: dict) -> list[str]:
-    """The names of the fields in which two records' identities differ. A control run (KD from
-    an untrained teacher) has another teacher on purpose: the teacher is not compared."""
-    keys = [*identity.COMPARED] + ([] if a.get("control") or b.get("control") else ["teacher"])
+    """The names of the fields in which two records' identities differ. A run with a teacher of
+    its own (KD from an untrained teacher) has another teacher on purpose, and one of 08's has
+    other settings on purpose: those are not compared."""
+    keys = [*identity.COMPARED] + ([] if _own_teacher(a) or _own_teacher(b) else ["teacher"])
     out = [k for k in keys if a.get(k) != b.get(k) and not (k == "teacher" and None in (a.get(k), b.get(k)))]
     sa, sb = _settings(a, own=False), _settings(b, own=False)
-    return out + [k for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]
+    declared = _own_settings(a) | _own_settings(b)
+    return out + [k for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k) and k not in declared]
 
 
 def comparable(records: list[dict], warn: bool = True) -> list[dict]:
@@ -121,7 +135,7 @@ def comparable(records: list[dict], warn: bool = True) -> list[dict]:
     kept: list[dict] = []
     anchor = records[-1] if records else {}
     if students:
-        anchor = next((r for r in reversed(students) if not r.get("control")), students[-1])
+        anchor = next((r for r in reversed(students) if not _own_teacher(r) and not _own_settings(r)), students[-1])
         own_settings: dict[str, dict] = {}
         for rec in reversed(students):
             differ = _differences(rec, anchor)
@@ -134,7 +148,7 @@ def comparable(records: list[dict], warn: bool = True) -> list[dict]:
                     continue
             notes.setdefault(rec["method"], []).extend(differ)
         kept.reverse()
-        teacher_id = next((r["teacher"] for r in reversed(kept) if r.get("teacher") and not r.get("control")), None)
+        teacher_id = next((r["teacher"] for r in reversed(kept) if r.get("teacher") and not _own_teacher(r)), None)
         teachers = [r for r in records if r["method"] == "teacher" and _is_teacher(r, teacher_id, anchor)]
     else:
         teachers = [r for r in records if r["method"] == "teacher"]
@@ -159,8 +173,20 @@ def _is_teacher(rec: dict, teacher_id: str | None, anchor: dict) -> bool:
     return all(rec.get(k) == anchor.get(k) for k in ("source", "n_train", "n_test"))
 
 
-def frame(records: list[dict]) -> pd.DataFrame:
-    """One row per run: method, seed, accuracy (%), agreement (%), ECE, seconds."""
+def of_lesson(records: list[dict], lesson: str | None) -> list[dict]:
+    """The teacher's records and those of the rows `lesson` shows (`kdlib.methods.rows`; for
+    "methods", also any name not declared there); None: all."""
+    if lesson is None:
+        return records
+    shown = {"teacher", *lesson_rows(lesson)}
+    return [r for r in records if r["method"] in shown or (lesson == "methods" and r["method"] not in DECLARED)]
+
+
+def frame(records: list[dict], lesson: str | None = None) -> pd.DataFrame:
+    """One row per run: method, seed, accuracy (%), agreement (%), ECE, seconds; with `lesson`,
+    only the teacher and the rows that lesson shows (`kdlib.methods.rows`; for "methods", also
+    any name not declared there)."""
+    records = of_lesson(records, lesson)
     rows = [{"method": r["method"], "seed": r["seed"],
              "accuracy": 100 * r["metrics"]["accuracy"],
              "teacher_agreement": 100 * r["metrics"].get("teacher_agreement", float("nan")),
@@ -186,14 +212,14 @@ def runs(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def table(records: list[dict]) -> pd.DataFrame:
+def table(records: list[dict], lesson: str = "methods") -> pd.DataFrame:
     """Mean ± std over seeds per method, in the series' order, with the reference numbers.
 
     Columns: method, n_seeds, mean, std, reference (accuracies in percent), plus mean
     teacher agreement, ECE and seconds. std is the sample std (ddof=1), NaN for one seed.
     Only comparable records are used (see `comparable`).
     """
-    runs = frame(records)
+    runs = frame(records, lesson)
     if runs.empty:
         return pd.DataFrame(columns=["method", "n_seeds", "mean", "std", "reference", "reference_teacher", "tutorial"])
     grouped = runs.groupby("method")
@@ -220,21 +246,21 @@ def in_order(names) -> list[str]:
     return [m for m in ORDER if m in names] + sorted(names - set(ORDER))
 
 
-def per_class_accuracy(records: list[dict]) -> dict[str, list[float]]:
+def per_class_accuracy(records: list[dict], lesson: str = "methods") -> dict[str, list[float]]:
     """Per-class test accuracy (fractions) of each method, averaged over its seeds, in ORDER."""
     runs: dict[str, list[list[float]]] = {}
-    for rec in comparable(records):
+    for rec in comparable(of_lesson(records, lesson)):
         runs.setdefault(rec["method"], []).append(rec["metrics"]["per_class_accuracy"])
     return {m: [sum(col) / len(col) for col in zip(*runs[m])] for m in in_order(runs)}
 
 
-def map_similarity(records: list[dict]) -> pd.DataFrame:
+def map_similarity(records: list[dict], lesson: str = "methods") -> pd.DataFrame:
     """How close each method's attention maps came to the teacher's on the test set: the mean
     over seeds of the cosine similarity per kind and stage (`kdlib.evaluation.map_similarity`),
     columns "act 1", "act 2", "grad 1", "grad 2", in ORDER. Runs without a teacher have none;
     controls are left out: theirs is measured against their own teacher (an untrained one)."""
     rows = []
-    for rec in comparable(records, warn=False):
+    for rec in comparable(of_lesson(records, lesson), warn=False):
         found = rec["metrics"].get("map_similarity")
         if found and not rec.get("control"):
             rows.append({"method": rec["method"], **{f"{kind} {i + 1}": value for kind, values in found.items()
@@ -245,10 +271,32 @@ def map_similarity(records: list[dict]) -> pd.DataFrame:
     return out.loc[in_order(out.index)].reset_index()
 
 
+FIDELITY_COLUMNS = ["train agreement", "train KL", "test agreement", "test KL"]
+
+
+def fidelity(records: list[dict], lesson: str = "methods") -> pd.DataFrame:
+    """How closely each method's students match the teacher they learnt from
+    (`kdlib.evaluation.fidelity`), mean over seeds: top-1 agreement (%) and KL(teacher ||
+    student) on the training images and on the test images, in ORDER. Runs recorded without
+    it (before it was measured) are left out."""
+    rows = []
+    for rec in comparable(of_lesson(records, lesson), warn=False):
+        found = rec["metrics"].get("fidelity")
+        if found:
+            rows.append({"method": rec["method"], **{f"{split} {name}": 100 * value if name == "agreement" else value
+                                                     for split, values in found.items()
+                                                     for name, value in (("agreement", values["agreement"]),
+                                                                         ("KL", values["kl"]))}})
+    if not rows:
+        return pd.DataFrame(columns=["method", *FIDELITY_COLUMNS])
+    out = pd.DataFrame(rows).groupby("method")[FIDELITY_COLUMNS].mean()
+    return out.loc[in_order(out.index)].reset_index()
+
+
 MATCHED_MAPS = {m.name: m.transfers for m in METHODS.values() if m.transfers}
 
 
-def paired_differences(records: list[dict], baseline: str = "ce") -> pd.DataFrame:
+def paired_differences(records: list[dict], baseline: str = "ce", lesson: str = "methods") -> pd.DataFrame:
     """Accuracy of each method minus the baseline's, paired by seed (points of %).
 
     Columns: n_pairs, mean_diff, std_diff, the 95% t-interval of the mean difference
@@ -256,7 +304,7 @@ def paired_differences(records: list[dict], baseline: str = "ce") -> pd.DataFram
     interval excludes zero, i.e. the difference is larger than seed-to-seed noise explains.
     Needs at least 2 seeds.
     """
-    runs = frame(records).pivot_table(index="seed", columns="method", values="accuracy")
+    runs = frame(records, lesson).pivot_table(index="seed", columns="method", values="accuracy")
     methods = [m for m in runs.columns if m not in (baseline, "teacher")] if baseline in runs else []
     return comparisons(records, [(method, baseline) for method in methods], correct=False)
 
@@ -271,31 +319,38 @@ def comparisons(records: list[dict], pairs: list[tuple[str, str]], correct: bool
     these comparisons at once (p_holm, and holm: whether the difference survives it at 5%).
     Making eight comparisons, one would pass by chance far more often than one in twenty;
     Holm keeps that chance at 5% for the whole family without assuming the tests independent."""
-    from scipy import stats
-
     runs = frame(records).pivot_table(index="seed", columns="method", values="accuracy")
     rows = []
     for method, baseline in pairs:
         if method not in runs or baseline not in runs:
             continue
-        diff = (runs[method] - runs[baseline]).dropna()
-        n = len(diff)
-        std = diff.std(ddof=1) if n > 1 else float("nan")
-        half = stats.t.ppf(0.975, n - 1) * std / n ** 0.5 if n > 1 else float("nan")
-        if n < 2:
-            p = float("nan")
-        elif std == 0:
-            p = 0.0 if diff.mean() != 0 else 1.0
-        else:
-            p = float(2 * stats.t.sf(abs(diff.mean()) / (std / n ** 0.5), n - 1))
-        rows.append({"method": method, "baseline": baseline, "n_pairs": n, "mean_diff": diff.mean(),
-                     "std_diff": std, "ci95_low": diff.mean() - half, "ci95_high": diff.mean() + half,
-                     "p_value": p, "beyond_noise": bool(n > 1 and (diff.mean() - half > 0 or diff.mean() + half < 0))})
+        rows.append({"method": method, "baseline": baseline, **interval(runs[method] - runs[baseline])})
     out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     if correct:
         out["p_holm"] = holm(out["p_value"].tolist())
         out["holm"] = out["p_holm"] < 0.05
     return out
+
+
+def interval(differences: pd.Series) -> dict:
+    """The mean of per-seed differences (NaN pairs dropped) with its 95% t-interval and the
+    paired t-test's two-sided p-value: n_pairs, mean_diff, std_diff, ci95_low, ci95_high,
+    p_value, beyond_noise (the interval excludes zero). Needs 2 pairs for an interval."""
+    from scipy import stats
+
+    diff = differences.dropna()
+    n = len(diff)
+    std = diff.std(ddof=1) if n > 1 else float("nan")
+    half = stats.t.ppf(0.975, n - 1) * std / n ** 0.5 if n > 1 else float("nan")
+    if n < 2:
+        p = float("nan")
+    elif std == 0:
+        p = 0.0 if diff.mean() != 0 else 1.0
+    else:
+        p = float(2 * stats.t.sf(abs(diff.mean()) / (std / n ** 0.5), n - 1))
+    return {"n_pairs": n, "mean_diff": diff.mean(), "std_diff": std, "ci95_low": diff.mean() - half,
+            "ci95_high": diff.mean() + half, "p_value": p,
+            "beyond_noise": bool(n > 1 and (diff.mean() - half > 0 or diff.mean() + half < 0))}
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -46,7 +46,7 @@ RUNNING = ".running"     # the notebook being run
 STOPPED_EXIT = 130       # the exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells use)
 NOTEBOOKS = ["01_teacher.ipynb", "02_student_baseline.ipynb", "03_kd_logits.ipynb",
              "04_grad_attention.ipynb", "05_squared_attention.ipynb", "06_combined.ipynb",
-             "07_sweeps.ipynb"]
+             "07_sweeps.ipynb", "08_consistent_teaching.ipynb", "09_which_teacher.ipynb"]
 
 def parse_value(text: str):
     """-p values: Python literals (numbers, lists, None, True) or else plain strings."""

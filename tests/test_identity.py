@@ -41,11 +41,11 @@ def test_a_decoder_change_decodes_again(tmp_path, tmp_cache, monkeypatch):
 
 def test_a_new_method_changes_no_other_recipes_code_and_an_edit_of_a_recipe_does():
     source = (identity._HERE / "methods.py").read_text()
-    added = source.replace("METHODS = {m.name: m for m in [", """def _kd_new(batch, cfg):
+    added = source.replace("DECLARED = {m.name: m for m in [", """def _kd_new(batch, cfg):
     return {**_kd(batch, cfg), "extra": batch.logits.pow(2).mean(1)}
 
 
-METHODS = {m.name: m for m in [
+DECLARED = {m.name: m for m in [
     Method("kd_new", "a new method", ("logits",), _kd_new),""")
     edited = source.replace('"kd": a * kd_loss(', '"kd": 2 * a * kd_loss(')
     assert added != source and edited != source

@@ -68,8 +68,8 @@ def test_the_regressor_trains_with_the_student_and_leaves_it_its_size(synthetic,
     cfg = Config(epochs=1, batch_size=64, views=1, amp="off", progress=False)
     student = kdlib.build("LightNN", seed=0)
     heads = []
-    declared = methods.METHODS["regressor"]
-    monkeypatch.setitem(methods.METHODS, "regressor", replace(declared, head=lambda c, s: heads.append(
+    declared = methods.DECLARED["regressor"]
+    monkeypatch.setitem(methods.DECLARED, "regressor", replace(declared, head=lambda c, s: heads.append(
         declared.head(c, s)) or heads[-1]))
     run = kdlib.fit(student, synthetic, "regressor", teacher, replace(cfg, epochs=3))
     assert kdlib.count_parameters(run.model) == 267_738
@@ -101,7 +101,8 @@ def test_the_feature_methods_match_the_teacher_stage_of_the_students_size(family
 
 
 def test_a_method_is_declared_once_and_every_table_reads_it():
-    assert methods.ORDER == ["teacher", *methods.METHODS]
+    assert methods.ORDER == ["teacher", *methods.DECLARED]
+    assert set(methods.METHODS) == set(methods.lesson("methods")) and "kd_plain" not in methods.METHODS
     assert results.REFERENCE["kd_untrained"] == 74.54 and "kd" not in results.REFERENCE
     assert results.TUTORIAL == {"teacher": 75.10, "ce": 69.86, "kd": 70.80, "cosine": 71.50, "regressor": 70.82}
     assert results.MATCHED_MAPS == {"grad_at": "grad", "act_at": "act", "kd_grad_at": "grad"}
@@ -118,3 +119,36 @@ def test_apply_asks_for_the_head_a_method_trains():
     with pytest.raises(ValueError, match="trains its own head with the student: pass head="):
         methods.apply("regressor", kdlib.build("LightNN", seed=0), x, y, {"feat": _teacher_features(x).flatten(1)},
                       Config())
+
+
+def test_each_lesson_shows_its_own_rows_beside_the_baselines_it_compares_with():
+    assert methods.rows("consistency") == ["ce", "kd", "kd_plain", "kd_fresh", "kd_mixup"]
+    assert methods.rows("teachers") == ["ce", "kd", "kd_untrained", "kd_small_teacher",
+                                        "kd_epoch005", "kd_epoch015", "kd_epoch030"]
+    with pytest.raises(ValueError, match="Unknown lesson"):
+        methods.rows("nope")
+    records = [{"method": m, "seed": 0, "metrics": {"accuracy": 0.5}, "seconds": 1.0, "time": str(i),
+                "settings": {}, "code": "x"} for i, m in enumerate(["ce", "kd", "kd_plain", "kd_epoch005"])]
+    assert results.table(records)["method"].tolist() == ["ce", "kd"]
+    assert results.table(records, lesson="consistency")["method"].tolist() == ["ce", "kd", "kd_plain"]
+    assert results.table(records, lesson="teachers")["method"].tolist() == ["ce", "kd", "kd_epoch005"]
+
+
+def test_a_way_of_teaching_is_kd_with_its_declared_settings_and_tables_compare_it_as_its_own():
+    from kdlib import experiment, identity
+    cfg = Config(epochs=30, views=8)
+    assert experiment.method_config("kd_plain", cfg).teacher_views == "plain"
+    assert experiment.method_config("kd_fresh", cfg).views == 30  # "epochs": a view per epoch
+    assert experiment.method_config("kd_mixup", cfg).mixup and experiment.method_config("kd_mixup", cfg).views == 0
+    assert experiment.method_config("kd", cfg) == cfg
+    # Its own code: a run of KD is never taken for a run of kd_plain (nor the other way round).
+    assert identity.recipe_code("kd_plain") != identity.recipe_code("kd")
+    # Tables keep it beside KD and CE although its settings differ on purpose; another difference still counts.
+    base = {"code": "x", "time": "0", "seconds": 1.0}
+    ce = {**base, "method": "ce", "seed": 0, "metrics": {"accuracy": 0.5}, "settings": {"views": 8, "teacher_views": "same"}}
+    plain = {**base, "method": "kd_plain", "seed": 0, "metrics": {"accuracy": 0.6}, "time": "1",
+             "settings": {"views": 8, "teacher_views": "plain"}}
+    other = {**plain, "method": "kd_fresh", "time": "2", "settings": {"views": 30, "teacher_views": "same", "lr": 1.0}}
+    kept = [r["method"] for r in results.comparable([ce, plain, other], warn=False)]
+    assert kept == ["ce", "kd_plain"] or kept == ["kd_fresh"]
+    assert [r["method"] for r in results.comparable([ce, plain], warn=False)] == ["ce", "kd_plain"]
