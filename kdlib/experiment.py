@@ -16,7 +16,7 @@ from .config import Config, cpu_workers, describe_device, resolve_device
 from .data import Splits
 from .evaluation import evaluate
 from .files import weights_digest
-from .methods import get as get_method
+from .methods import get as get_method, teaches_here
 from .models import build, student_architecture, teacher_architecture
 from .targets import teacher_targets
 from .train import Run, fit, fit_together
@@ -88,16 +88,16 @@ def method_config(method: str, cfg: Config) -> Config:
     return replace(cfg, **declared) if declared else cfg
 
 
-def runnable(methods, splits: Splits) -> list[str]:
-    """`methods` without those whose declared teacher does not exist for this data, saying
-    which: a published teacher under weights/ was trained on CIFAR-10, so the synthetic smoke
-    data has none. On real data a published teacher's checks (classes, normalization, unseen
-    validation images) stay errors."""
-    kept = [m for m in methods if get_method(m).teacher in ("run", "untrained") or splits.source != "synthetic"]
+def runnable(methods, splits: Splits, family: str = "tutorial") -> list[str]:
+    """`methods` without those whose declared teacher does not exist for this data and model
+    family (`kdlib.methods.teaches_here`: the published teachers under weights/ are CIFAR-10
+    DeepNNs of the tutorial family), saying which. On real data of that family a published
+    teacher's checks (classes, normalization, unseen validation images) stay errors."""
+    kept = [m for m in methods if teaches_here(m, family, splits.source)]
     skipped = [m for m in methods if m not in kept]
     if skipped:
-        print(f"Not run on this {splits.source} data: {', '.join(skipped)} (their teachers, "
-              f"{', '.join(get_method(m).teacher for m in skipped)}, were trained on CIFAR-10).")
+        print(f"Not run here ({splits.source} data, {family} family): {', '.join(skipped)} (their teachers, "
+              f"{', '.join(get_method(m).teacher for m in skipped)}, are CIFAR-10 teachers of another kind).")
     return kept
 
 

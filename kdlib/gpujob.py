@@ -39,9 +39,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import stopping
+from . import series, stopping
 from .files import write_text
-from .methods import METHODS
+from .methods import METHODS, teaches_here
 from .profiles import PROFILES, at_smoke_scale, sweep_runs
 from .series import STOPPED_EXIT
 
@@ -50,11 +50,17 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 H100_RUNS = REPOSITORY / "published" / "full-h100-2026-11-25" / "runs.csv"
 
 
-def student_runs(stage: str) -> int:
-    """The student runs a stage's profile trains: every method of kdlib.methods (controls
-    included) per seed, and 07's sweep runs."""
-    params = PROFILES[stage]
-    return len(params["seeds"]) * len(METHODS) + sweep_runs(params)
+# The table's notebooks (01-07): what a GPU's few minutes are for; 08 and 09 are the CPU course's lessons.
+NOTEBOOKS = series.NOTEBOOKS[:7]
+
+
+def student_runs(stage: str, smoke: bool = False) -> int:
+    """The student runs a stage's profile trains: every method of 02-07 (controls included) per
+    seed, and 07's sweep runs; without the methods whose declared teacher does not exist for the
+    stage's data and family (`kdlib.methods.teaches_here`: at smoke scale, synthetic data)."""
+    params = at_smoke_scale(stage) if smoke else PROFILES[stage]
+    methods = [m for m in METHODS if teaches_here(m, params["family"], "synthetic" if smoke else "cifar10")]
+    return len(params["seeds"]) * len(methods) + sweep_runs(params)
 
 
 def epochs(stage: str) -> tuple[int, int]:
@@ -117,7 +123,7 @@ def run_stage(stage: str, out: Path, args) -> None:
         overrides = [("data", data)]
         if args.smoke:  # the stage's own profile at smoke scale, its shape kept (family, validation split)
             overrides = [(k, repr(v)) for k, v in at_smoke_scale(stage).items() if v != PROFILES[stage][k]]
-        series.run(stage, folder, overrides, resume=folder.is_dir() and series.holds_run(folder))
+        series.run(stage, folder, overrides, NOTEBOOKS, resume=folder.is_dir() and series.holds_run(folder))
         for checkpoint in (folder / "checkpoints").rglob("*.pt"):  # what comes back: the teacher only
             if checkpoint.name != "teacher.pt":
                 checkpoint.unlink()

@@ -239,6 +239,14 @@ def controls(method: str) -> list[str]:
     return [m.name for m in METHODS.values() if m.control_of == method]
 
 
+def teaches_here(name: str, family: str, source: str) -> bool:
+    """Whether the method's declared teacher exists for this data: a teacher under weights/ is a
+    CIFAR-10 teacher of one model family (its file name says which), absent on the synthetic
+    smoke data and for the other family."""
+    teacher = get(name).teacher
+    return not teacher.startswith("weights/") or (source != "synthetic" and f"teacher-{family}" in teacher)
+
+
 def lesson(name: str) -> list[str]:
     """The methods a lesson declares: "methods" (02-07), "consistency" (08), "teachers" (09)."""
     return [m.name for m in DECLARED.values() if m.lesson == name]

@@ -285,7 +285,7 @@ def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) 
 # ------------------------------------------------------------------ 06: what one seed says
 
 # The tutorial's page, two of its builds (teacher / CE / KD, one run each): its KD-vs-CE order flips.
-TUTORIAL_BUILDS = {"PyTorch 2.0 build": (75.10, 69.86, 70.80), "a later build": (75.60, 70.41, 70.19)}
+TUTORIAL_BUILDS = {"PyTorch 2.0 build": (75.10, 69.86, 70.80), "a later build of the page": (75.60, 70.41, 70.19)}
 
 
 def one_seed(records: list[dict], pairs=None) -> pd.DataFrame:
@@ -310,21 +310,22 @@ def one_seed(records: list[dict], pairs=None) -> pd.DataFrame:
 def one_seed_reading(table: pd.DataFrame) -> str:
     """What `one_seed`'s table says in words: where single seeds disagree with each other, and
     how often a one-run table would have told another story than the paired verdict."""
-    if table.empty:
-        return "No comparison with CE has runs yet."
+    (a, b), names = TUTORIAL_BUILDS.values(), list(TUTORIAL_BUILDS)
+    tutorial = (f"The tutorial's own page shows the same thing: KD minus CE is {a[2] - a[1]:+.2f} points in its "
+                f"{names[0]} and {b[2] - b[1]:+.2f} in {names[1]} (one run each): the order flips with the draw.")
+    seeds = [c for c in table.columns if c.startswith("seed ")]
+    if table.empty or len(seeds) < 2:
+        return "With one seed this is a one-run table itself: run three seeds to see how it moves. " + tutorial
     split = table[(table["seeds above"] > 0) & (table["seeds below"] > 0)]
     misleading = table[~table["holds after Holm"] & ((table["seeds above"] == 0) | (table["seeds below"] == 0))]
-    seeds = [c for c in table.columns if c.startswith("seed ")]
     lines = [f"{len(split)} of {len(table)} comparisons change sign from one seed to another"
-             + (f" ({', '.join(split['comparison'])})" if len(split) else "")
-             + ": a one-run table would have ranked those methods by the luck of its seed."]
+             + (f" ({', '.join(split['comparison'])}): a one-run table would have ranked those methods by the luck "
+                "of its seed." if len(split) else ".")]
     if len(misleading):
         lines.append(f"{len(misleading)} comparison(s) point the same way at every one of the {len(seeds)} seeds and "
                      f"still do not hold after Holm ({', '.join(misleading['comparison'])}): agreement of a few seeds "
                      "is weaker evidence than it looks.")
-    (a, b), names = TUTORIAL_BUILDS.values(), list(TUTORIAL_BUILDS)
-    lines.append(f"The tutorial's own page shows the same thing: its {names[0]} has KD {a[2] - a[1]:+.2f} points over CE, "
-                 f"its {names[1]} {b[2] - b[1]:+.2f}; one run each, so the order flips with the draw.")
+    lines.append(tutorial)
     return "\n".join(lines)
 
 

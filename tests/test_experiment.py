@@ -247,3 +247,42 @@ def test_seeds_side_by_side_equal_seeds_one_after_another(synthetic, tmp_cache, 
     again = experiment.train_method("kd", synthetic, dataclasses.replace(cfg, workers=2), [0, 1], teacher,
                                     tmp_path / "b" / "results", tmp_path / "b" / "ck", reuse=True)
     assert [r.accuracy for r in again] == [r.accuracy for r in side]
+
+
+def test_a_published_teacher_declared_by_a_method_teaches_by_its_name_and_its_record_says_what_it_saw(
+        tmp_cache, tmp_path, monkeypatch):
+    """kd_small_teacher's teacher is a file under weights/: trained by name alone, the record says
+    how many images that teacher trained on and whether they are exactly the students'."""
+    splits = kdlib.data.synthetic(n_train=600, n_test=200).subset(n_train=300, n_val=100)
+    cfg = kdlib.Config(epochs=1, batch_size=64, views=1, progress=False)
+    experiment.train_teacher(splits, cfg, tmp_path / "t" / "results", tmp_path / "t" / "ck")
+    (record,) = results.load(tmp_path / "t" / "results")
+    published = kdlib.published.write_teacher(tmp_path / "t" / "ck" / "teacher.pt", record, splits, tmp_path / "small.pt")
+    declared = kdlib.methods.DECLARED["kd_small_teacher"]
+    monkeypatch.setitem(kdlib.methods.DECLARED, "kd_small_teacher", replace(declared, teacher=str(published)))
+    run_teacher = kdlib.build("DeepNN", splits.num_classes, seed=5).eval()
+    experiment.train_method("kd_small_teacher", splits, cfg, [0], run_teacher, tmp_path / "results", tmp_path / "ck")
+    (student,) = results.load(tmp_path / "results")
+    small = kdlib.published.load(published, splits)
+    assert student["teacher"] == kdlib.files.weights_digest(small) != kdlib.files.weights_digest(run_teacher)
+    assert (student["teacher_images"], student["teacher_saw_students_images"]) == (300, True)
+    assert student["metrics"]["fidelity"]["test"]["agreement"] == pytest.approx(student["metrics"]["teacher_agreement"])
+
+
+def test_rows_whose_published_teacher_does_not_exist_here_are_skipped_saying_so(capsys):
+    """On the synthetic smoke data, and for the reference family, the published CIFAR-10 DeepNNs
+    do not exist: the notebooks skip those rows."""
+    assert experiment.runnable(["kd", "kd_small_teacher", "kd_untrained"], kdlib.data.synthetic(100, 50)) == [
+        "kd", "kd_untrained"]
+    cifar = type("Splits", (), {"source": "ImageFolder cifar10-jpeg.tar.gz"})()
+    assert experiment.runnable(["kd_small_teacher"], cifar) == ["kd_small_teacher"]
+    assert experiment.runnable(["kd_small_teacher", "kd_epoch005"], cifar, "reference") == []  # the tutorial family's
+    assert "Not run here (ImageFolder cifar10-jpeg.tar.gz data, reference family): kd_small_teacher" in capsys.readouterr().out
+
+
+def test_fidelity_is_one_and_zero_for_the_teacher_itself_and_less_for_another_model(synthetic):
+    teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=1).eval()
+    same = kdlib.evaluation.fidelity(teacher, teacher, synthetic)
+    assert all(same[s]["agreement"] == 1.0 and abs(same[s]["kl"]) < 1e-5 for s in ("train", "test"))
+    other = kdlib.evaluation.fidelity(kdlib.build("LightNN", synthetic.num_classes, seed=2).eval(), teacher, synthetic)
+    assert other["test"]["agreement"] < 1.0 and other["test"]["kl"] > 0.0

@@ -51,3 +51,62 @@ def test_no_notebook_sentence_calls_a_difference_real_that_holms_correction_reje
     assert not any("beyond seed noise" in s for s in said)
     assert "uncorrected" in said[0] and "06 decides it with Holm's correction" in said[0]
     assert "- act_at − ce: +0.50 points" in report.overall(records) and "does not hold" in report.overall(records)
+
+
+def _seeds(method, values, **identity):
+    return [rec(method, s, a, **identity) for s, a in enumerate(values)]
+
+
+def test_kds_gain_splits_into_a_same_image_teachers_part_and_the_larger_teachers_extra_data():
+    ce = _seeds("ce", [0.600, 0.605, 0.610])
+    kd = _seeds("kd", [0.640, 0.646, 0.650], teacher_images=45000, teacher_accuracy=0.85)
+    small = _seeds("kd_small_teacher", [0.610, 0.616, 0.620], teacher="S", control="a small teacher",
+                   teacher_images=5000, teacher_accuracy=0.6, teacher_saw_students_images=True)
+    text = report.teacher_data(ce + kd + small)
+    assert "KD's teacher trained on 45,000 images and reaches 85.00%" in text
+    assert "the small teacher on 5,000 images" in text and "(exactly the students' images)" in text
+    assert "KD minus CE: +4.03 points" in text
+    assert "KD from the small teacher minus CE: +1.03 points" in text and "pays with a teacher of these images alone" in text
+    assert "KD minus KD from the small teacher: +3.00 points" in text and "images the students never saw" in text
+    flat = _seeds("kd_small_teacher", [0.600, 0.610, 0.600], teacher="S", control="a small teacher",
+                  teacher_images=5000, teacher_saw_students_images=True)
+    assert "no gain is shown" in report.teacher_data(ce + kd + flat)
+    assert "cannot be split" in report.teacher_data(ce + kd)
+
+
+def test_what_one_seed_would_have_said_beside_the_paired_verdict():
+    ce = _seeds("ce", [0.600, 0.605, 0.610])
+    kd = _seeds("kd", [0.640, 0.646, 0.650])
+    act = _seeds("act_at", [0.610, 0.600, 0.612])  # +1.0, -0.5, +0.2: the sign flips
+    table = report.one_seed(ce + kd + act).set_index("comparison")
+    assert table.loc["kd − ce", "seeds above"] == 3 and bool(table.loc["kd − ce", "holds after Holm"])
+    assert table.loc["act_at − ce", "seeds above"] == 2 and table.loc["act_at − ce", "seeds below"] == 1
+    assert round(table.loc["act_at − ce", "seed 1"], 2) == -0.5
+    reading = report.one_seed_reading(table.reset_index())
+    assert reading.startswith("1 of 2 comparisons change sign") and "(act_at − ce)" in reading
+    assert "+0.94 points in its PyTorch 2.0 build and -0.22" in reading
+
+
+def test_08_ranks_each_way_of_teaching_against_ce_and_kd_and_reads_patience_from_two_schedules():
+    ce = _seeds("ce", [0.600, 0.605, 0.610])
+    kd = _seeds("kd", [0.640, 0.646, 0.650])
+    plain = _seeds("kd_plain", [0.600, 0.604, 0.612])
+    text = report.consistency(ce + kd + plain)
+    assert "- kd_plain − ce: +0.03 points" in text and "- kd_plain − kd: -4.00 points" in text
+    long_config = {"epochs": 60}
+    ce_long = _seeds("ce", [0.610, 0.615, 0.620], config=long_config)
+    kd_long = _seeds("kd", [0.660, 0.667, 0.672], config=long_config)
+    said = report.patience(ce + kd, ce_long + kd_long, "kd")
+    assert "+4.03 points" in said and "+5.13 points" in said and "widens KD's lead" in said
+
+
+def test_09_orders_the_teachers_and_says_whether_the_most_accurate_gave_the_largest_gain():
+    ce = _seeds("ce", [0.600, 0.605, 0.610])
+    kd = _seeds("kd", [0.640, 0.646, 0.650])
+    early = _seeds("kd_epoch005", [0.650, 0.657, 0.660], teacher="E")
+    table, text = report.teachers(ce + kd + early, {"kd": 85.0, "kd_epoch005": 63.0})
+    assert table["method"].tolist() == ["kd_epoch005", "kd"]
+    assert "The largest gain came from kd_epoch005's teacher (63.00%), not from the most accurate one (85.00%)" in text
+    assert "a real difference (uncorrected)" in text
+    _, text = report.teachers(ce + kd, {"kd": 85.0})
+    assert "The most accurate teacher (kd) gave the largest gain here." in text
