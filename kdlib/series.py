@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
+import io
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -213,7 +216,9 @@ def _run_notebooks(profile: str, run_dir: Path, params: dict, overrides, noteboo
                                  f"traceback, is {failed}. Later notebooks were not run; the run "
                                  f"folder's earlier notebooks and figures are as they were.")
             _move_into(stage, run_dir)
-            print(f"   {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+            seconds = time.perf_counter() - t0
+            _note_time(run_dir, name, seconds, params)
+            print(f"   {name} done in {seconds:.0f} s", flush=True)
         (run_dir / RUNNING).unlink(missing_ok=True)
     finally:
         progress.stop()
@@ -317,11 +322,48 @@ def print_table(run_dir: Path) -> None:
     print(markdown)
 
 
+TIMES = "notebooks.csv"  # each notebook's wall time in a run: what the notebooks' introductions state
+
+
+def _note_time(run_dir: Path, name: str, seconds: float, params: dict) -> None:
+    """One row of RUN_DIR/notebooks.csv: the notebook, its seconds, where it ran, and whether the
+    run was resumed (then its seconds leave out what an earlier sitting trained)."""
+    from .config import describe_cpu, resolve_device
+    import torch
+    device = resolve_device(params.get("device", "auto"))
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else describe_cpu()
+    path = run_dir / TIMES
+    rows = list(csv.DictReader(path.open())) if path.is_file() else []
+    rows = [r for r in rows if r["notebook"] != name] + [{
+        "notebook": name, "seconds": f"{seconds:.0f}", "machine": machine, "profile": params["profile"],
+        "date": time.strftime("%Y-%m-%d"), "resumed": str(bool(params.get("reuse")))}]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: r["notebook"]))
+    write_text(path, text.getvalue())
+
+
+TIME_PARAGRAPH = re.compile(r"\*\*Time\.\*\*[^\n]*(\n(?!\n)[^\n]*)*")
+
+
+def time_paragraph(row: dict) -> str:
+    """A notebook introduction's "**Time.**" paragraph, from its row of notebooks.csv."""
+    minutes = int(row["seconds"]) / 60
+    resumed = " (a resumed run: earlier sittings' training not counted)" if row["resumed"] == "True" else ""
+    shown = f"{minutes:.1f}" if minutes < 10 else f"{minutes:.0f}"
+    return (f"**Time.** {shown} minutes in the run these outputs come from "
+            f"({row['machine']}, profile `{row['profile']}`, {row['date']}){resumed}, taking the runs of the notebooks "
+            "before it from the run folder; run alone, it also trains the runs it compares against.")
+
+
 def copy_to_repository(run_dir: Path) -> None:
     """Make a finished run the repository's showcase: its executed notebooks replace the
     sources (outputs kept; papermill's injected-parameters cell kept too, as `provenance_cell`
-    writes it: the values that ran, after the parameters cell a reader edits) and its figures,
-    results.csv and runs.csv go into figures/."""
+    writes it: the values that ran, after the parameters cell a reader edits; each introduction's
+    "**Time.**" paragraph states what the notebook took in this run, from notebooks.csv) and its
+    figures, results.csv, runs.csv and notebooks.csv go into figures/; the README's screenshot of
+    06 is retaken where Chromium is installed (scripts/screenshot.py)."""
     import shutil
 
     import nbformat
@@ -331,8 +373,11 @@ def copy_to_repository(run_dir: Path) -> None:
         raise SystemExit(f"kdlib.series: --publish {run_dir}: no executed notebook there.")
     for name in sorted(set(NOTEBOOKS) - set(present)):
         print(f"{name}: not in {run_dir}; the repository keeps its own copy")
+    times = {r["notebook"]: r for r in csv.DictReader((run_dir / TIMES).open())} if (run_dir / TIMES).is_file() else {}
     for name in present:
         nb = nbformat.read(run_dir / name, as_version=4)
+        if name in times:  # the introduction states what this run took
+            nb.cells[0].source = TIME_PARAGRAPH.sub(lambda _: time_paragraph(times[name]), nb.cells[0].source)
         for cell in nb.cells:
             if "injected-parameters" in cell.metadata.get("tags", []):
                 cell.source = provenance_cell(cell.source, run_dir)
@@ -343,10 +388,18 @@ def copy_to_repository(run_dir: Path) -> None:
         nbformat.write(nb, NOTEBOOK_DIR / name)
     figures = NOTEBOOK_DIR.parent / "figures"
     figures.mkdir(exist_ok=True)
-    for path in [*(run_dir / "figures").glob("*.png"), run_dir / "results.csv", run_dir / "runs.csv"]:
+    for path in [*(run_dir / "figures").glob("*.png"), run_dir / "results.csv", run_dir / "runs.csv", run_dir / TIMES]:
         if path.is_file():
             shutil.copy2(path, figures / path.name)
     print(f"published {run_dir} into {NOTEBOOK_DIR} and {figures}")
+    if "06_combined.ipynb" not in present:
+        return
+    sys.path.insert(0, str(REPOSITORY / "scripts"))
+    import screenshot  # the README's picture of 06, retaken from what was just published
+    if screenshot.browser():
+        screenshot.photograph("06_combined.ipynb", figures / "screenshot_06_jupyterlab.png", NOTEBOOK_DIR.parent)
+    else:
+        print("No Chromium here: the README's screenshot of 06 was not retaken (scripts/screenshot.py).")
 
 
 def main(argv=None) -> None:

@@ -166,10 +166,16 @@ def test_publish_copes_with_a_run_without_some_notebooks(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     (run_dir / "figures").mkdir(parents=True)
     import nbformat
-    nbformat.write(nbformat.v4.new_notebook(), run_dir / "01_teacher.ipynb")
+    intro = "# 01\n\nThe idea.\n\n**Time.** Stated at each publish\n(figures/notebooks.csv).\n\nMore."
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(intro)]), run_dir / "01_teacher.ipynb")
     (run_dir / "results.csv").write_text("method\n")
+    series._note_time(run_dir, "01_teacher.ipynb", 150.4, {"profile": "course", "device": "cpu", "reuse": False})
     series.copy_to_repository(run_dir)
     assert [p.name for p in (repo / "notebooks").iterdir()] == ["01_teacher.ipynb"]
+    published = nbformat.read(repo / "notebooks" / "01_teacher.ipynb", as_version=4).cells[0].source
+    assert published.startswith("# 01\n\nThe idea.\n\n**Time.** 2.5 minutes in the run these outputs come from (")
+    assert "profile `course`" in published and published.endswith("compares against.\n\nMore.")
+    assert (repo / "figures" / "notebooks.csv").read_text().startswith("notebook,seconds,machine,profile,date,resumed")
 
 
 def test_the_published_notebooks_keep_the_parameters_that_ran(tmp_path):

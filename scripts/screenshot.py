@@ -1,0 +1,78 @@
+"""Photograph a notebook as a learner sees it in JupyterLab: the README's picture, retaken by
+`python -m kdlib.series --publish` after every publish (where Chromium is installed).
+
+    python scripts/screenshot.py [NOTEBOOK] [--out figures/screenshot_06_jupyterlab.png]
+
+It starts JupyterLab on a free local port (no browser, a one-off token), opens the notebook in
+headless Chromium, lets it render its outputs, writes the PNG, and stops JupyterLab. Needs
+`jupyter lab` (pip install -e ".[jupyter]") and Chromium (`apt-get install chromium`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+WINDOW = "1300,6000"      # tall: the comparison, its figure and the verdicts in one picture
+RENDER_MS = 40_000        # virtual time for JupyterLab to load and draw every output
+
+
+def browser() -> str | None:
+    return next((found for name in BROWSERS if (found := shutil.which(name))), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def photograph(notebook: str = "06_combined.ipynb", out: Path | None = None, root: Path = REPOSITORY) -> Path:
+    chrome = browser()
+    if chrome is None:
+        raise SystemExit(f"screenshot: no browser found ({', '.join(BROWSERS)}); install one, e.g. "
+                         "`apt-get install chromium`, or skip the picture.")
+    out = Path(out or root / "figures" / f"screenshot_{notebook[:2]}_jupyterlab.png").resolve()
+    port, token = _free_port(), secrets.token_hex(16)
+    lab = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
+                            f"--IdentityProvider.token={token}", "--ServerApp.root_dir", str(root)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/lab/tree/notebooks/{notebook}?token={token}"
+        for _ in range(120):  # JupyterLab answers within seconds; a minute at most on a busy CPU
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise SystemExit("screenshot: JupyterLab did not start within a minute.")
+        subprocess.run([chrome, "--headless=new", "--no-sandbox", "--hide-scrollbars", f"--window-size={WINDOW}",
+                        f"--virtual-time-budget={RENDER_MS}", f"--screenshot={out}", url],
+                       check=True, capture_output=True, timeout=300)
+    finally:
+        lab.terminate()
+        lab.wait(timeout=30)
+    print(f"screenshot: {out}")
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebook", nargs="?", default="06_combined.ipynb")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    photograph(args.notebook, args.out)
+
+
+if __name__ == "__main__":
+    main()
