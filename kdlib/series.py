@@ -328,14 +328,16 @@ TIMES = "notebooks.csv"  # each notebook's wall time in a run: what the notebook
 def _note_time(run_dir: Path, name: str, seconds: float, params: dict) -> None:
     """One row of RUN_DIR/notebooks.csv: the notebook, its seconds, where it ran, and whether the
     run was resumed (then its seconds leave out what an earlier sitting trained)."""
-    from .config import describe_cpu, resolve_device
+    from .config import describe_cpu, precision, resolve_device
     import torch
     device = resolve_device(params.get("device", "auto"))
+    arithmetic = precision(device, params.get("amp", "auto"))
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else describe_cpu()
     path = run_dir / TIMES
     rows = list(csv.DictReader(path.open())) if path.is_file() else []
     rows = [r for r in rows if r["notebook"] != name] + [{
-        "notebook": name, "seconds": f"{seconds:.0f}", "machine": machine, "profile": params["profile"],
+        "notebook": name, "seconds": f"{seconds:.0f}", "machine": machine, "precision": arithmetic,
+        "profile": params["profile"],
         "date": time.strftime("%Y-%m-%d"), "resumed": str(bool(params.get("reuse")))}]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
@@ -353,7 +355,8 @@ def time_paragraph(row: dict) -> str:
     resumed = " (a resumed run: earlier sittings' training not counted)" if row["resumed"] == "True" else ""
     shown = f"{minutes:.1f}" if minutes < 10 else f"{minutes:.0f}"
     return (f"**Time.** {shown} minutes in the run these outputs come from "
-            f"({row['machine']}, profile `{row['profile']}`, {row['date']}){resumed}, taking the runs of the notebooks "
+            f"({row['machine']}, {row['precision']}, profile `{row['profile']}`, {row['date']}){resumed}, taking the "
+            "runs of the notebooks "
             "before it from the run folder; run alone, it also trains the runs it compares against.")
 
 

@@ -175,7 +175,7 @@ def test_publish_copes_with_a_run_without_some_notebooks(tmp_path, monkeypatch):
     published = nbformat.read(repo / "notebooks" / "01_teacher.ipynb", as_version=4).cells[0].source
     assert published.startswith("# 01\n\nThe idea.\n\n**Time.** 2.5 minutes in the run these outputs come from (")
     assert "profile `course`" in published and published.endswith("compares against.\n\nMore.")
-    assert (repo / "figures" / "notebooks.csv").read_text().startswith("notebook,seconds,machine,profile,date,resumed")
+    assert (repo / "figures" / "notebooks.csv").read_text().startswith("notebook,seconds,machine,precision,profile,date,resumed")
 
 
 def test_the_published_notebooks_keep_the_parameters_that_ran(tmp_path):
