@@ -64,6 +64,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "augment": _BOOL,
     "views": _int_at_least(0),
     "teacher_views": _one_of("same", "plain"),
+    "view_order": _one_of("random", "epoch"),
     "mixup": _BOOL,
     "view_seed": _SEED,
     "temperature": _TEMPERATURE,

@@ -24,6 +24,8 @@ class Config:
     weight_decay: float = 0.0
     augment: bool = True          # random crop (pad 4, reflect) + horizontal flip
     views: int = 8                # fixed views per image (0: fresh views, live teacher)
+    view_order: str = "random"    # a step shows one of an image's views at random, or "epoch": epoch e shows
+                                  # view (e - 1) mod V of every image (V = epochs: fresh views, targets cached; 08)
     teacher_views: str = "same"   # the teacher's outputs on the very view the student sees ("same"), or
                                   # on the plain image, computed once ("plain": inconsistent teaching, 08)
     mixup: bool = False           # function matching (08): each image mixed with another of its batch,
@@ -48,6 +50,9 @@ class Config:
         if self.mixup and self.fixed_views:
             raise checks.ParameterError("mixup=True mixes each batch anew, so the teacher must run live on it: "
                                         "set views=0 (fresh views) with augment=True.")
+        if self.view_order == "epoch" and not (self.augment and self.views > 0):
+            raise checks.ParameterError('view_order="epoch" shows each image another of its fixed views every epoch: '
+                                        "set augment=True and views > 0.")
         if self.teacher_views == "plain" and not (self.augment and self.views > 0):
             raise checks.ParameterError('teacher_views="plain" gives the teacher the plain image while the student '
                                         "sees fixed augmented views: set augment=True and views > 0.")

@@ -15,7 +15,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .config import Config, cpu_workers, describe_device, resolve_device
 from .data import Splits
 from .evaluation import evaluate
-from .files import weights_digest
+from .files import load_tensors, weights_digest
 from .methods import get as get_method, teaches_here
 from .models import build, student_architecture, teacher_architecture
 from .targets import teacher_targets
@@ -60,6 +60,13 @@ def teacher(splits: Splits, cfg: Config, checkpoint_dir, results_dir=None, weigh
     """The teacher every student notebook distils from: 01's, when this run folder has it;
     else the published `weights`, taken as this run's teacher (so that a notebook runs on its
     own, in Colab too); else a clear error saying to run 01 or set `teacher_weights`."""
+    if teacher_path(checkpoint_dir).is_file() and weights is not None:
+        came_from = load_tensors(teacher_path(checkpoint_dir))["meta"].get("published")
+        if came_from and Path(came_from).resolve() != Path(weights).resolve():
+            print(f"The run folder's teacher is the published {Path(came_from).name}; this notebook's teacher_weights "
+                  f"is {Path(weights).name}: taking that one as the run's teacher from now on (the records of "
+                  "students trained before keep their own teacher's digest; tables never mix the two).")
+            return take_published_teacher(weights, splits, cfg, results_dir, checkpoint_dir, **meta).model
     if teacher_path(checkpoint_dir).is_file() or weights is None:
         return load_teacher(checkpoint_dir, splits, cfg.family)
     print("No teacher from 01_teacher.ipynb in this run folder: taking the published one.")
@@ -98,6 +105,19 @@ def runnable(methods, splits: Splits, family: str = "tutorial") -> list[str]:
     if skipped:
         print(f"Not run here ({splits.source} data, {family} family): {', '.join(skipped)} (their teachers, "
               f"{', '.join(get_method(m).teacher for m in skipped)}, are CIFAR-10 teachers of another kind).")
+    return kept
+
+
+def applicable(methods, cfg: Config) -> list[str]:
+    """`methods` without those whose declared settings cannot apply to this run's (08's ways of
+    teaching need augmentation; the plain image's outputs need fixed views), saying why."""
+    kept = []
+    for method in methods:
+        try:
+            method_config(method, cfg)
+            kept.append(method)
+        except checks.ParameterError as error:
+            print(f"Not run with these parameters: {method} ({error})")
     return kept
 
 
@@ -279,11 +299,6 @@ def _state_file(checkpoint, reuse: bool, seeds: str = "") -> Path | None:
     if not reuse:
         state.unlink(missing_ok=True)
     return state
-
-
-def teacher_accuracy(method: str, teacher, splits: Splits, cfg: Config) -> float:
-    """The test accuracy (%) of the teacher `method` learns from (09's x axis)."""
-    return 100 * evaluate(teacher_of(method, teacher, splits, cfg), splits, cfg=cfg, detailed=False)["accuracy"]
 
 
 def teacher_images(teacher, splits: Splits) -> dict:

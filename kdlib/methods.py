@@ -175,7 +175,8 @@ def _lineage(epoch: int) -> Method:
 
 
 def _teaching(name: str, title: str, label: str, **settings) -> Method:
-    """KD with the teacher's outputs given another way (08): the same loss, other Config settings."""
+    """KD with the teacher's outputs given another way (08): the same loss (half of it CE on the
+    labels, as in 03: Beyer et al. train on the teacher's term alone), other Config settings."""
     return Method(name, title, ("logits",), _kd, _KD_KNOBS, label=label, lesson="consistency", settings=settings)
 
 
@@ -205,13 +206,19 @@ DECLARED = {m.name: m for m in [  # every method of every lesson, in the order o
     # 08: consistent teaching (Beyer et al. 2022). The course's KD is consistent on 8 fixed views.
     _teaching("kd_plain", "KD, the teacher's outputs on the plain image (inconsistent)", "KD, teacher\non plain image",
               teacher_views="plain"),
-    # As many fixed views as epochs, the teacher's outputs on each computed once: as fresh as a
-    # live teacher on new crops (a step draws one of them at random), at a third of its cost for
-    # three seeds (a live DeepNN pass is ~10x a LightNN step on the CPU).
-    _teaching("kd_fresh", "KD on fresh views (as many as epochs), the teacher's outputs on each", "KD, fresh\nviews",
-              views="epochs"),
+    # A fresh view every epoch, the teacher's outputs on each computed once (V = epochs, view e at
+    # epoch e): the live teacher's fresh crops at a third of its cost for three seeds.
+    _teaching("kd_fresh", "KD on fresh views (one per epoch), the teacher's outputs on each", "KD, fresh\nviews",
+              views="epochs", view_order="epoch"),
     _teaching("kd_mixup", "KD on mixup of two images (function matching)", "KD, mixup\n(function matching)",
               views=0, mixup=True),
+    # Their controls: the same inputs without a teacher, so that what more or other inputs give
+    # is not credited to the teaching.
+    Method("ce_fresh", "CE on fresh views (one per epoch; control)", (), _ce, label="CE, fresh\nviews",
+           lesson="consistency", control="no teacher: the fresh views alone", control_of="kd_fresh",
+           settings={"views": "epochs", "view_order": "epoch"}),
+    Method("ce_mixup", "CE on mixup of two images (control)", (), _ce, label="CE, mixup", lesson="consistency",
+           control="no teacher: mixup alone", control_of="kd_mixup", settings={"views": 0, "mixup": True}),
     # 09: which teacher. With "kd_untrained", "kd_small_teacher" and "kd" (the final teacher).
     *map(_lineage, (5, 15, 30)),
 ]}

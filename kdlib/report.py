@@ -168,18 +168,22 @@ def teacher_data(records: list[dict]) -> str:
                 "more yet: KD's gain cannot be split.")
     kd, other = (next(r for r in reversed(results.comparable(records, warn=False)) if r["method"] == m)
                  for m in ("kd", "kd_small_teacher"))
-    own = "exactly the students' images" if other.get("teacher_saw_students_images") else "not exactly the students' images"
+    same = bool(other.get("teacher_saw_students_images"))
+    own = "exactly the students' images" if same else "not exactly the students' images"
+    them = "a teacher of these images" if same else "a teacher of fewer images"
+    extra = "images the students never saw" if same else "its other images"
     lines = [f"The students learn from {kd['n_train']:,} images. KD's teacher trained on {_seen(kd)}; the small "
              f"teacher on {_seen(other)} ({own})." if other.get("teacher_images") else
              f"The students learn from {kd['n_train']:,} images.",
              f"KD minus CE: {_difference(whole)}. It splits in two:",
              f"- KD from the small teacher minus CE: {_difference(small)}: "
-             + ("distillation pays with a teacher of these images alone." if small["ci95_low"] > 0 else
-                "with a teacher of these images alone, no gain is shown." if small["ci95_high"] > 0 else
-                "a teacher of these images alone makes the student worse."),
+             + (f"distillation pays with {them} alone." if small["ci95_low"] > 0 else
+                f"with {them} alone, no gain is shown." if small["ci95_high"] > 0 else
+                f"{them} alone makes the student worse."),
              f"- KD minus KD from the small teacher: {_difference(added)}: "
-             + ("the larger teacher adds to it: part of KD's gain is what that teacher learnt from images the students "
-                "never saw." if added["ci95_low"] > 0 else
+             + (f"the larger teacher adds to it: part of KD's gain is what that teacher learnt from {extra}."
+                if added["ci95_low"] > 0 else
+                "the larger teacher makes the student worse than the small one does." if added["ci95_high"] < 0 else
                 "the larger teacher adds nothing that seeds can tell apart.")]
     lines.append(f"Intervals uncorrected; 06 gives each verdict with Holm's correction over its {len(COMPARISONS)} "
                  "comparisons.")
@@ -331,23 +335,36 @@ def one_seed_reading(table: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------- 08: consistent and patient teaching
 
+# 08's family, one step at a time: consistency (the teacher's outputs on the student's view, not
+# the plain image), more views, mixup on top of them, each teaching against its own inputs
+# without a teacher, and the inconsistent student against CE.
+CONSISTENCY = [("kd", "kd_plain"), ("kd_fresh", "kd"), ("kd_mixup", "kd_fresh"), ("kd_fresh", "ce_fresh"),
+               ("kd_mixup", "ce_mixup"), ("kd_plain", "ce")]
+
+
 def consistency_comparisons(records: list[dict]) -> pd.DataFrame:
-    """08's family: each way of teaching against CE and against the course's KD (8 fixed views,
-    the teacher's outputs on each), paired by seed, with Holm's correction over the family."""
-    from .methods import lesson
-    ways = lesson("consistency")
-    return results.comparisons(records, [*((m, "ce") for m in ways), *((m, "kd") for m in ways)])
+    """08's family (CONSISTENCY), paired by seed, with Holm's correction over the family."""
+    return results.comparisons(records, CONSISTENCY)
+
+
+def _holds(row) -> str:
+    """A Holm verdict in words that say which way the difference goes."""
+    if not row.holm:
+        return "does not hold after Holm."
+    return "holds after Holm: " + ("a gain." if row.mean_diff > 0 else "a loss.")
 
 
 def consistency(records: list[dict]) -> str:
-    """08: what each way of teaching gives against CE and against the course's KD, in words."""
+    """08: each step of the way of teaching, paired by seed, with its uncorrected interval and
+    the Holm verdict over 08's family."""
     table = consistency_comparisons(records)
     if table.empty or (table["n_pairs"] < 2).all():
         return "With fewer than two seeds per way of teaching there is no estimate of seed noise: nothing is ranked."
-    lines = [f"{len(table)} comparisons, Holm's correction over all of them:"]
+    lines = [f"{len(table)} comparisons, paired by seed (uncorrected 95% intervals; the verdict with Holm's "
+             "correction over all of them):"]
     for row in table.itertuples():
-        lines.append(f"- {row.method} − {row.baseline}: {row.mean_diff:+.2f} points (95% interval {row.ci95_low:+.2f} to "
-                     f"{row.ci95_high:+.2f}), Holm-adjusted p {_p(row.p_holm)}: " + ("holds." if row.holm else "does not hold."))
+        lines.append(f"- {row.method} − {row.baseline}: {row.mean_diff:+.2f} points [{row.ci95_low:+.2f}, "
+                     f"{row.ci95_high:+.2f}], Holm-adjusted p {_p(row.p_holm)}: {_holds(row)}")
     return "\n".join(lines)
 
 
@@ -355,7 +372,8 @@ def fidelity(records: list[dict], lesson: str) -> str:
     """08, 09: how closely each student matches its teacher on training and on test images, and
     where it stops matching (the gap between the two)."""
     table = results.fidelity(records, lesson).set_index("method")
-    table = table.drop(index=[m for m in ("ce",) if m in table.index])
+    from .methods import DECLARED
+    table = table.drop(index=[m for m in table.index if m in DECLARED and not DECLARED[m].needs])  # no teacher
     if table.empty:
         return "No run with a fidelity measurement yet."
     lines = []
@@ -371,21 +389,24 @@ def fidelity(records: list[dict], lesson: str) -> str:
     return "\n".join(lines)
 
 
-def patience(short: list[dict], long: list[dict], method: str) -> str:
-    """08: `method`'s gain over CE at the series' schedule (`short`'s records) and at the longer
-    one (`long`'s), each paired by seed, and the change between them (paired by seed too)."""
-    a = results.frame(short).pivot_table(index="seed", columns="method", values="accuracy")
+def patience(short: list[dict], long: list[dict], method: str, baseline: str = "ce") -> str:
+    """08: `method`'s gain over `baseline` at the series' schedule (`short`'s records) and at the
+    longer one (`long`'s), each paired by seed, and the change between them (paired by seed too)."""
+    a = results.frame(short, lesson=None).pivot_table(index="seed", columns="method", values="accuracy")
     b = results.frame(long, lesson=None).pivot_table(index="seed", columns="method", values="accuracy")
-    if any(m not in t for t in (a, b) for m in (method, "ce")):
-        return f"No runs of {method} and CE at both schedules yet."
-    epochs = [next(r["config"]["epochs"] for r in rs if r["method"] == method) for rs in (short, long)]
-    before, after = (results.interval(t[method] - t["ce"]) for t in (a, b))
-    change = results.interval((b[method] - b["ce"]) - (a[method] - a["ce"]))
-    text = (f"{method} minus CE: {_difference(before)} at {epochs[0]} epochs; {_difference(after)} at {epochs[1]} epochs. "
+    if any(m not in t for t in (a, b) for m in (method, baseline)):
+        return f"No runs of {method} and {baseline} at both schedules yet."
+    # The schedules of the very records compared (the newest comparable run of each seed).
+    epochs = [next(r["config"]["epochs"] for r in reversed(results.comparable(rs, warn=False)) if r["method"] == method)
+              for rs in (short, long)]
+    before, after = (results.interval(t[method] - t[baseline]) for t in (a, b))
+    change = results.interval((b[method] - b[baseline]) - (a[method] - a[baseline]))
+    text = (f"{method} minus {baseline}: {_difference(before)} at {epochs[0]} epochs; {_difference(after)} at "
+            f"{epochs[1]} epochs. "
             f"The change in the gain: {_difference(change)}: ")
     if change["n_pairs"] < 2:
         return text + "one seed cannot tell."
-    return text + ("the longer schedule widens KD's lead (uncorrected interval)." if change["ci95_low"] > 0 else
+    return text + (f"the longer schedule widens {method}'s lead (uncorrected interval)." if change["ci95_low"] > 0 else
                    "the longer schedule narrows it (uncorrected interval)." if change["ci95_high"] < 0 else
                    "no change that seeds can tell apart.")
 
@@ -394,31 +415,44 @@ def patience(short: list[dict], long: list[dict], method: str) -> str:
 
 def teachers(records: list[dict], accuracy: dict[str, float]) -> tuple[pd.DataFrame, str]:
     """09: each student's gain over CE against its teacher's test accuracy (`accuracy`, % by
-    method), with Holm's correction over the family, its agreement with that teacher, and in
-    words whether a better teacher gave a better student here."""
-    from .methods import rows
+    method) and its agreement with that teacher, and in words what the order says. One verdict
+    per comparison: 09's own students (the snapshots) get Holm's correction over their family;
+    the rows 06 already compares (KD, the controls) carry 06's verdict."""
+    from .methods import lesson, rows
     names = [m for m in rows("teachers") if m != "ce" and m in accuracy]
-    table = results.comparisons(records, [(m, "ce") for m in names])
-    agreement = results.fidelity(records, "teachers").set_index("method")["test agreement"]
+    own = [m for m in names if m in lesson("teachers")]
+    table = results.comparisons(records, [(m, "ce") for m in own])
+    shared = comparisons(records).set_index(["method", "baseline"])
+    for m in names:
+        if m not in own and (m, "ce") in shared.index:
+            table = pd.concat([table, shared.loc[[(m, "ce")]].reset_index()], ignore_index=True)
+    table["verdict from"] = ["09" if m in own else "06" for m in table["method"]]
+    fidelity = results.fidelity(records, "teachers").set_index("method")["test agreement"]
     table["teacher_accuracy"] = [accuracy[m] for m in table["method"]]
-    table["test_agreement"] = [agreement.get(m, float("nan")) for m in table["method"]]
+    table["test_agreement"] = [fidelity.get(m, float("nan")) for m in table["method"]]
     table = table.sort_values("teacher_accuracy", ignore_index=True)
     if table.empty or (table["n_pairs"] < 2).all():
         return table, "Fewer than two seeds per teacher: no estimate of seed noise, nothing is ranked."
-    lines = ["From the weakest teacher to the strongest (Holm's correction over all of them):"]
+    lines = ["From the weakest teacher to the strongest (student minus CE, uncorrected 95% interval; the Holm "
+             "verdict of 09's family for the snapshots, of 06's for the rest):"]
     for row in table.itertuples():
         lines.append(f"- {row.method}: teacher {row.teacher_accuracy:.2f}%, student minus CE {row.mean_diff:+.2f} "
-                     f"[{row.ci95_low:+.2f}, {row.ci95_high:+.2f}]: " + ("holds after Holm." if row.holm else "does not hold."))
+                     f"[{row.ci95_low:+.2f}, {row.ci95_high:+.2f}]: {_holds(row)}")
     best, strongest = table.loc[table["mean_diff"].idxmax()], table.iloc[-1]
     if best["method"] == strongest["method"]:
-        lines.append(f"The most accurate teacher ({strongest['method']}) gave the largest gain here.")
+        lines.append(f"The most accurate teacher ({strongest['method']}) gave the largest mean gain here.")
+        runner_up = table.drop(index=table.index[-1]).sort_values("mean_diff").iloc[-1] if len(table) > 1 else None
+        pair = _pair(records, strongest["method"], runner_up["method"]) if runner_up is not None else None
+        if pair is not None:
+            lines.append(f"Against the next best ({runner_up['method']}): {_difference(pair)}, "
+                         + ("an interval above zero (uncorrected)." if pair["ci95_low"] > 0 else
+                            "an interval that includes zero: seeds cannot tell the two teachers apart."))
     else:
         pair = _pair(records, best["method"], strongest["method"])
-        lines.append(f"The largest gain came from {best['method']}'s teacher ({best['teacher_accuracy']:.2f}%), not from the "
-                     f"most accurate one ({strongest['teacher_accuracy']:.2f}%)"
-                     + (f"; the two students differ by {_difference(pair)}: " + (
-                         "a real difference (uncorrected), so a better teacher was not a better teacher here."
-                         if pair["beyond_noise"] else "seeds cannot tell them apart.") if pair is not None else "."))
-    order = table["teacher_accuracy"].rank().corr(table["mean_diff"].rank())
-    lines.append(f"Rank correlation of teacher accuracy and student gain over these {len(table)} teachers: {order:+.2f}.")
+        lines.append(f"The largest mean gain came from {best['method']}'s teacher ({best['teacher_accuracy']:.2f}%), "
+                     f"not from the most accurate one ({strongest['teacher_accuracy']:.2f}%)"
+                     + (f": the two students differ by {_difference(pair)}, " + (
+                         "an interval above zero, but a comparison chosen after seeing the results (uncorrected): a "
+                         "lead for a new experiment, not a finding." if pair["ci95_low"] > 0 else
+                         "an interval that includes zero: seeds cannot tell them apart.") if pair is not None else "."))
     return table, "\n".join(lines)

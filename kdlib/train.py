@@ -154,7 +154,7 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
         for epoch in range(first, cfg.epochs + 1):
             epoch_start = time.perf_counter()
             trained.train()
-            sums = _epoch(step, splits, generators, optimizer, scheduler, steps_per_epoch, bar)
+            sums = _epoch(step, splits, generators, optimizer, scheduler, steps_per_epoch, bar, epoch)
             seconds = (time.perf_counter() - epoch_start) / len(models)
             if isinstance(net, Members):
                 net.write_back()
@@ -280,7 +280,8 @@ class _Step:
             return methods.member_losses(self.forward, self.recipe, x, y, targets, self.cfg, self.members, self.head)
 
 
-def _epoch(step: _Step, splits: data.Splits, generators, optimizer, scheduler, steps_per_epoch: int, bar) -> dict:
+def _epoch(step: _Step, splits: data.Splits, generators, optimizer, scheduler, steps_per_epoch: int, bar,
+           epoch: int = 1) -> dict:
     """One pass over the training images, every member in its own order. Returns the sums the
     epoch's record needs: per member, correct predictions, summed loss and each term's sum."""
     cfg, members = step.cfg, step.members
@@ -289,7 +290,7 @@ def _epoch(step: _Step, splits: data.Splits, generators, optimizer, scheduler, s
     orders = [torch.randperm(len(splits.y_train), generator=g, device=splits.device) for g in generators]
     for k in range(steps_per_epoch):
         rows = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
-        index, choice, x = _batch(splits, orders, generators, step.teacher.views, cfg, rows, step.device)
+        index, choice, x = _batch(splits, orders, generators, step.teacher.views, cfg, rows, step.device, epoch)
         y = splits.y_train[index].to(step.device, non_blocking=True)
         taught = y
         if cfg.mixup:  # function matching: the live teacher sees these very mixed images
@@ -327,16 +328,20 @@ def _record_epoch(runs: list[Run], epoch: int, sums: dict, seconds: float, split
         run.history.append(row)
 
 
-def _batch(splits: data.Splits, orders, generators, view_table, cfg: Config, rows: slice, device):
+def _batch(splits: data.Splits, orders, generators, view_table, cfg: Config, rows: slice, device, epoch: int = 1):
     """One step's batch for every member, one after another: each member's next images (its
-    own shuffled order) in one of their views (a fixed view from `view_table`, or a fresh crop
-    and flip), augmented and normalized on the device. Returns the image indices, the view
-    choices (for the teacher's targets of exactly those views) and the images."""
+    own shuffled order) in one of their views (a fixed view from `view_table`: drawn at random,
+    or with `cfg.view_order = "epoch"` view (epoch - 1) mod V of every image; or a fresh crop and
+    flip), augmented and normalized on the device. Returns the image indices, the view choices
+    (for the teacher's targets of exactly those views) and the images."""
     index, choice, views = [], [], []
     for order, generator in zip(orders, generators):
         index.append(order[rows])
         if view_table is None:
             views.append(data.random_views(len(index[-1]), generator))
+        elif cfg.view_order == "epoch":  # with V = epochs, a view never shown before at every epoch
+            choice.append(torch.full((len(index[-1]),), (epoch - 1) % view_table.shape[1], device=splits.device))
+            views.append(view_table[index[-1], choice[-1]])
         else:
             choice.append(torch.randint(0, view_table.shape[1], (len(index[-1]),),
                                         generator=generator, device=splits.device))

@@ -65,6 +65,16 @@ def test_01_takes_a_published_teacher_instead_of_training(trained, synthetic, tm
     # The student notebooks load it like a trained one.
     teacher = experiment.load_teacher(tmp_path / "ck", synthetic)
     assert kdlib.files.weights_digest(teacher) == adopted["weights"]
+    # Asked for another published teacher later (an exercise), a notebook takes it instead of the
+    # one the run folder already holds; asked for the same one, it keeps it.
+    other = kdlib.build("DeepNN", synthetic.num_classes, seed=9)
+    kdlib.checkpoints.save_checkpoint(other, tmp_path / "other.pt", method="teacher")
+    out2 = published.write_teacher(tmp_path / "other.pt", record, synthetic, tmp_path / "t2.pt")
+    same = experiment.teacher(synthetic, cfg, tmp_path / "ck", tmp_path / "results", out)
+    assert kdlib.files.weights_digest(same) == adopted["weights"]
+    swapped = experiment.teacher(synthetic, cfg, tmp_path / "ck", tmp_path / "results", out2)
+    assert kdlib.files.weights_digest(swapped) == kdlib.files.weights_digest(published.load(out2, synthetic))
+    assert kdlib.files.weights_digest(experiment.load_teacher(tmp_path / "ck", synthetic)) != adopted["weights"]
 
 
 def test_a_teacher_that_saw_the_validation_images_is_refused(tmp_path):

@@ -87,26 +87,33 @@ def test_what_one_seed_would_have_said_beside_the_paired_verdict():
     assert "+0.94 points in its PyTorch 2.0 build and -0.22" in reading
 
 
-def test_08_ranks_each_way_of_teaching_against_ce_and_kd_and_reads_patience_from_two_schedules():
+def test_08_ranks_each_step_of_teaching_and_reads_patience_from_two_schedules():
     ce = _seeds("ce", [0.600, 0.605, 0.610])
     kd = _seeds("kd", [0.640, 0.646, 0.650])
     plain = _seeds("kd_plain", [0.600, 0.604, 0.612])
-    text = report.consistency(ce + kd + plain)
-    assert "- kd_plain − ce: +0.03 points" in text and "- kd_plain − kd: -4.00 points" in text
+    fresh = _seeds("kd_fresh", [0.650, 0.655, 0.661])
+    ce_fresh = _seeds("ce_fresh", [0.610, 0.611, 0.622], control="no teacher")
+    text = report.consistency(ce + kd + plain + fresh + ce_fresh)
+    assert "- kd − kd_plain: +4.00 points" in text and "holds after Holm: a gain." in text
+    assert "- kd_plain − ce: +0.03 points" in text and "- kd_fresh − ce_fresh: +4.10 points" in text
+    assert "uncorrected 95% intervals" in text and "kd_mixup" not in text  # no mixup runs: no row
     long_config = {"epochs": 60}
-    ce_long = _seeds("ce", [0.610, 0.615, 0.620], config=long_config)
-    kd_long = _seeds("kd", [0.660, 0.667, 0.672], config=long_config)
-    said = report.patience(ce + kd, ce_long + kd_long, "kd")
-    assert "+4.03 points" in said and "+5.13 points" in said and "widens KD's lead" in said
+    ce_long = _seeds("ce_fresh", [0.610, 0.615, 0.620], config=long_config, control="no teacher")
+    kd_long = _seeds("kd_fresh", [0.660, 0.667, 0.672], config=long_config)
+    said = report.patience(fresh + ce_fresh, ce_long + kd_long, "kd_fresh", "ce_fresh")
+    assert said.startswith("kd_fresh minus ce_fresh: +4.10 points") and "at 60 epochs" in said
+    assert "+5.13 points" in said and "the change in the gain" in said.lower()
 
 
-def test_09_orders_the_teachers_and_says_whether_the_most_accurate_gave_the_largest_gain():
+def test_09_gives_one_verdict_per_comparison_and_reads_the_order_of_the_teachers():
     ce = _seeds("ce", [0.600, 0.605, 0.610])
     kd = _seeds("kd", [0.640, 0.646, 0.650])
     early = _seeds("kd_epoch005", [0.650, 0.657, 0.660], teacher="E")
     table, text = report.teachers(ce + kd + early, {"kd": 85.0, "kd_epoch005": 63.0})
-    assert table["method"].tolist() == ["kd_epoch005", "kd"]
-    assert "The largest gain came from kd_epoch005's teacher (63.00%), not from the most accurate one (85.00%)" in text
-    assert "a real difference (uncorrected)" in text
+    assert table["method"].tolist() == ["kd_epoch005", "kd"] and table["verdict from"].tolist() == ["09", "06"]
+    kd_row = table.set_index("method").loc["kd"]
+    assert bool(kd_row["holm"]) == bool(report.comparisons(ce + kd + early).set_index("method").loc["kd", "holm"])
+    assert "The largest mean gain came from kd_epoch005's teacher (63.00%), not from the most accurate one (85.00%)" in text
+    assert "chosen after seeing the results" in text and "not a finding" in text
     _, text = report.teachers(ce + kd, {"kd": 85.0})
-    assert "The most accurate teacher (kd) gave the largest gain here." in text
+    assert "The most accurate teacher (kd) gave the largest mean gain here." in text
