@@ -122,7 +122,7 @@ def test_apply_asks_for_the_head_a_method_trains():
 
 
 def test_each_lesson_shows_its_own_rows_beside_the_baselines_it_compares_with():
-    assert methods.rows("consistency") == ["ce", "kd", "kd_plain", "kd_fresh", "kd_mixup"]
+    assert methods.rows("consistency") == ["ce", "kd", "kd_plain", "kd_fresh", "kd_mixup", "ce_fresh", "ce_mixup"]
     assert methods.rows("teachers") == ["ce", "kd", "kd_untrained", "kd_small_teacher",
                                         "kd_epoch005", "kd_epoch015", "kd_epoch030"]
     with pytest.raises(ValueError, match="Unknown lesson"):

@@ -125,3 +125,19 @@ def test_a_snapshot_is_published_with_its_own_history_and_the_split_it_never_saw
     assert meta["mean"] == list(splits.mean)  # the statistics it trained with: without the validation images
     assert "snapshot after epoch 1 of 2 epochs" in (tmp_path / "early.md").read_text()
     published.load(tmp_path / "early.pt", splits)
+
+
+def test_every_teacher_a_method_declares_loads_on_the_course_split_and_says_what_it_saw():
+    """kd_small_teacher's teacher trained on exactly the course's 5,000 student images; the
+    lineage's snapshots on the 45,000 outside the validation split. (Real data only.)"""
+    if not REAL_DATA.is_file():
+        pytest.skip(f"real images not found at {REAL_DATA}")
+    course = kdlib.profiles.PROFILES["course"]
+    splits = kdlib.load(REAL_DATA, n_train=course["n_train"], n_val=course["n_val"])
+    declared = {m.name: m.teacher for m in kdlib.methods.DECLARED.values() if m.teacher.startswith("weights/")}
+    assert set(declared) == {"kd_small_teacher", "kd_epoch005", "kd_epoch015", "kd_epoch030"}
+    for method, file in declared.items():
+        teacher = experiment.teacher_of(method, None, splits, kdlib.Config(progress=False))
+        seen = experiment.teacher_images(teacher, splits)
+        assert seen["teacher_images"] == (5000 if method == "kd_small_teacher" else 45000), method
+        assert seen["teacher_saw_students_images"] == (method == "kd_small_teacher"), method
