@@ -160,6 +160,25 @@ def test_every_step_gets_the_teachers_targets_for_exactly_its_own_view(synthetic
         torch.testing.assert_close(given, live, rtol=1e-4, atol=1e-4)
 
 
+def test_view_order_epoch_shows_every_image_its_next_view_each_epoch_with_its_own_targets(synthetic, tmp_cache):
+    """kd_fresh's engine: with V = epochs fixed views, epoch e shows view e - 1 of every image, so
+    no view is shown twice, and the cached targets are the teacher's on exactly that view."""
+    splits = synthetic.subset(300)
+    cfg = Config(epochs=3, batch_size=100, views=3, view_order="epoch", progress=False)
+    table = kdlib.targets.make_views(len(splits.y_train), cfg)
+    generators = [torch.Generator().manual_seed(0)]
+    for epoch in (1, 2, 3, 4):
+        _, choice, _ = kdlib.train._batch(splits, [torch.randperm(300)], generators, table, cfg, slice(0, 100),
+                                          torch.device("cpu"), epoch)
+        assert (choice == (epoch - 1) % 3).all()
+    teacher = kdlib.build("DeepNN", seed=1).eval()
+    seen = [teacher]
+    kdlib.fit(kdlib.build("LightNN", seed=0), splits, _probe(seen), teacher, cfg)
+    assert len(seen) == 1 + 3 * 3
+    for given, live in seen[1:]:
+        torch.testing.assert_close(given, live, rtol=1e-4, atol=1e-4)
+
+
 def test_inconsistent_teaching_gives_the_plain_images_targets_whatever_view_the_student_sees(synthetic, tmp_cache):
     teacher = kdlib.build("DeepNN", seed=1).eval()
     splits = synthetic.subset(300)
@@ -189,7 +208,8 @@ def test_mix_blends_each_image_with_one_of_its_own_members_rows():
 
 @pytest.mark.parametrize("settings, message", [
     (dict(mixup=True, views=8), "set views=0"), (dict(teacher_views="plain", views=0), "views > 0"),
-    (dict(teacher_views="sometimes"), "teacher_views"),
+    (dict(teacher_views="sometimes"), "teacher_views"), (dict(view_order="epoch", views=0), "views > 0"),
+    (dict(view_order="epoch", augment=False), "augment=True"),
 ])
 def test_teaching_policies_that_cannot_hold_are_refused(settings, message):
     with pytest.raises(kdlib.checks.ParameterError, match=message):
