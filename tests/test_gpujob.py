@@ -60,8 +60,8 @@ def test_the_gpu_job_runs_every_stage_resumes_and_publishes(tmp_path):
                    if r["method"] != "teacher"]
         assert len(trained) == gpujob.student_runs(stage, smoke=True) == len(params["seeds"]) * (
             len(gpujob.METHODS) - 1) + profiles.sweep_runs(params)  # kd_small_teacher's teacher is CIFAR-10's
-    reference = profiles.PROFILES["reference"]  # another family: the small teacher is the tutorial family's
-    assert gpujob.student_runs("reference") == 3 * (len(gpujob.METHODS) - 1) + profiles.sweep_runs(reference)
         assert {r["config"]["family"] for r in trained} == {profiles.PROFILES[stage]["family"]}
         assert (out / stage / "07_sweeps.ipynb").is_file()
     assert "no validation split in this profile" in (out / "reference" / "07_sweeps.ipynb").read_text()
+    reference = profiles.PROFILES["reference"]  # another family: the small teacher is the tutorial family's
+    assert gpujob.student_runs("reference") == 3 * (len(gpujob.METHODS) - 1) + profiles.sweep_runs(reference)
