@@ -153,7 +153,7 @@ def test_a_failed_run_leaves_the_earlier_runs_files_as_they_were(tmp_path, monke
         series.run("smoke", run_dir, [("seeds", "[5]")], notebooks=series.NOTEBOOKS[:3], resume=True)
     after = _snapshot(run_dir)
     changed = {k for k in before if after.get(k) != before[k]}
-    assert changed == {"01_teacher.ipynb", "figures/01_teacher.png", series.MARKER}  # 01 finished again
+    assert changed == {"01_teacher.ipynb", "figures/01_teacher.png", series.MARKER, series.TIMES}  # 01 finished again
     assert not (run_dir / series.STAGING).exists()
     if error is None:  # the failed notebook is kept for its traceback, beside the good one
         assert (run_dir / "failed" / "02_student_baseline.ipynb").read_text().endswith("[5]")
