@@ -48,14 +48,14 @@ def photograph(notebook: str = "06_combined.ipynb", out: Path | None = None, roo
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/lab/tree/notebooks/{notebook}?token={token}"
-        for _ in range(120):  # JupyterLab answers within seconds; a minute at most on a busy CPU
+        for _ in range(360):  # JupyterLab answers within seconds; three minutes at most on a busy CPU
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
                 break
             except OSError:
                 time.sleep(0.5)
         else:
-            raise SystemExit("screenshot: JupyterLab did not start within a minute.")
+            raise SystemExit("screenshot: JupyterLab did not start within three minutes.")
         subprocess.run([chrome, "--headless=new", "--no-sandbox", "--hide-scrollbars", f"--window-size={WINDOW}",
                         f"--virtual-time-budget={RENDER_MS}", f"--screenshot={out}", url],
                        check=True, capture_output=True, timeout=300)
