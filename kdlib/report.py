@@ -340,11 +340,28 @@ def one_seed_reading(table: pd.DataFrame) -> str:
 # without a teacher, and the inconsistent student against CE.
 CONSISTENCY = [("kd", "kd_plain"), ("kd_fresh", "kd"), ("kd_mixup", "kd_fresh"), ("kd_fresh", "ce_fresh"),
                ("kd_mixup", "ce_mixup"), ("kd_plain", "ce")]
+# and patience: the fresh-view student against its own inputs without a teacher, again at the
+# longer schedule (its rows named with their epochs, so they never pair with the short ones).
+PATIENCE = ("kd_fresh", "ce_fresh")
 
 
-def consistency_comparisons(records: list[dict]) -> pd.DataFrame:
-    """08's family (CONSISTENCY), paired by seed, with Holm's correction over the family."""
-    return results.comparisons(records, CONSISTENCY)
+def _epochs_of(records: list[dict], method: str) -> int:
+    """The schedule of `method`'s records that a table compares (the newest comparable run)."""
+    return next(r["config"]["epochs"] for r in reversed(results.comparable(records, warn=False)) if r["method"] == method)
+
+
+def consistency_comparisons(records: list[dict], patient: list[dict] = ()) -> pd.DataFrame:
+    """08's family, paired by seed: CONSISTENCY on the series' schedule and, given the records
+    of the longer one (`patient`), PATIENCE there; Holm's correction over all of them."""
+    table = results.comparisons(records, CONSISTENCY, correct=False)
+    long = results.comparisons(list(patient), [PATIENCE], correct=False)
+    if not long.empty:
+        at = f" ({_epochs_of(list(patient), PATIENCE[0])} epochs)"
+        long[["method", "baseline"]] = long[["method", "baseline"]] + at
+        table = pd.concat([table, long], ignore_index=True)
+    table["p_holm"] = results.holm(table["p_value"].tolist())
+    table["holm"] = table["p_holm"] < 0.05
+    return table
 
 
 def _holds(row) -> str:
@@ -354,10 +371,10 @@ def _holds(row) -> str:
     return "holds after Holm: " + ("a gain." if row.mean_diff > 0 else "a loss.")
 
 
-def consistency(records: list[dict]) -> str:
-    """08: each step of the way of teaching, paired by seed, with its uncorrected interval and
-    the Holm verdict over 08's family."""
-    table = consistency_comparisons(records)
+def consistency(records: list[dict], patient: list[dict] = ()) -> str:
+    """08: each step of the way of teaching (and patience, given the longer schedule's records),
+    paired by seed, with its uncorrected interval and the Holm verdict over 08's family."""
+    table = consistency_comparisons(records, patient)
     if table.empty or (table["n_pairs"] < 2).all():
         return "With fewer than two seeds per way of teaching there is no estimate of seed noise: nothing is ranked."
     lines = [f"{len(table)} comparisons, paired by seed (uncorrected 95% intervals; the verdict with Holm's "
@@ -396,9 +413,7 @@ def patience(short: list[dict], long: list[dict], method: str, baseline: str = "
     b = results.frame(long, lesson=None).pivot_table(index="seed", columns="method", values="accuracy")
     if any(m not in t for t in (a, b) for m in (method, baseline)):
         return f"No runs of {method} and {baseline} at both schedules yet."
-    # The schedules of the very records compared (the newest comparable run of each seed).
-    epochs = [next(r["config"]["epochs"] for r in reversed(results.comparable(rs, warn=False)) if r["method"] == method)
-              for rs in (short, long)]
+    epochs = [_epochs_of(rs, method) for rs in (short, long)]
     before, after = (results.interval(t[method] - t[baseline]) for t in (a, b))
     change = results.interval((b[method] - b[baseline]) - (a[method] - a[baseline]))
     text = (f"{method} minus {baseline}: {_difference(before)} at {epochs[0]} epochs; {_difference(after)} at "
@@ -416,11 +431,12 @@ def patience(short: list[dict], long: list[dict], method: str, baseline: str = "
 def teachers(records: list[dict], accuracy: dict[str, float]) -> tuple[pd.DataFrame, str]:
     """09: each student's gain over CE against its teacher's test accuracy (`accuracy`, % by
     method) and its agreement with that teacher, and in words what the order says. One verdict
-    per comparison: 09's own students (the snapshots) get Holm's correction over their family;
-    the rows 06 already compares (KD, the controls) carry 06's verdict."""
-    from .methods import lesson, rows
+    per comparison: a student minus CE that 06 already makes (KD, the small teacher) carries 06's
+    verdict; every other (the snapshots, the untrained teacher) gets Holm's correction over 09's
+    family."""
+    from .methods import rows
     names = [m for m in rows("teachers") if m != "ce" and m in accuracy]
-    own = [m for m in names if m in lesson("teachers")]
+    own = [m for m in names if (m, "ce") not in COMPARISONS]
     table = results.comparisons(records, [(m, "ce") for m in own])
     shared = comparisons(records).set_index(["method", "baseline"])
     for m in names:
@@ -434,7 +450,7 @@ def teachers(records: list[dict], accuracy: dict[str, float]) -> tuple[pd.DataFr
     if table.empty or (table["n_pairs"] < 2).all():
         return table, "Fewer than two seeds per teacher: no estimate of seed noise, nothing is ranked."
     lines = ["From the weakest teacher to the strongest (student minus CE, uncorrected 95% interval; the Holm "
-             "verdict of 09's family for the snapshots, of 06's for the rest):"]
+             f"verdict of 06's family for {', '.join(m for m in names if m not in own) or 'none'}, of 09's for the rest):"]
     for row in table.itertuples():
         lines.append(f"- {row.method}: teacher {row.teacher_accuracy:.2f}%, student minus CE {row.mean_diff:+.2f} "
                      f"[{row.ci95_low:+.2f}, {row.ci95_high:+.2f}]: {_holds(row)}")

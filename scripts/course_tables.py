@@ -62,8 +62,8 @@ def main(run_dir: Path) -> None:
     if any(r["method"] in methods.lesson("consistency") for r in records):
         print("## 08\n")
         print(_accuracies(records, "consistency") + "\n")
-        print(_comparisons(report.consistency_comparisons(records)) + "\n")
-        patience = results.load(run_dir / "results" / "patience")
+        patience = results.load(run_dir / "results" / "patience") if (run_dir / "results" / "patience").is_dir() else []
+        print(_comparisons(report.consistency_comparisons(records, patience)) + "\n")
         if patience:
             print(report.patience(records, patience, "kd_fresh", "ce_fresh") + "\n")
     if any(r["method"] in methods.lesson("teachers") for r in records):

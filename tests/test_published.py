@@ -72,6 +72,10 @@ def test_01_takes_a_published_teacher_instead_of_training(trained, synthetic, tm
     out2 = published.write_teacher(tmp_path / "other.pt", record, synthetic, tmp_path / "t2.pt")
     same = experiment.teacher(synthetic, cfg, tmp_path / "ck", tmp_path / "results", out)
     assert kdlib.files.weights_digest(same) == adopted["weights"]
+    import shutil  # a copy of the same file (a frozen worktree's) is the same teacher: no second record
+    copy = shutil.copy(out, tmp_path / "copy.pt")
+    assert kdlib.files.weights_digest(experiment.teacher(synthetic, cfg, tmp_path / "ck", tmp_path / "results", copy)) \
+        == adopted["weights"] and len(results.load(tmp_path / "results")) == 1
     swapped = experiment.teacher(synthetic, cfg, tmp_path / "ck", tmp_path / "results", out2)
     assert kdlib.files.weights_digest(swapped) == kdlib.files.weights_digest(published.load(out2, synthetic))
     assert kdlib.files.weights_digest(experiment.load_teacher(tmp_path / "ck", synthetic)) != adopted["weights"]

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from kdlib import report
+from kdlib import report, results
 from test_results import rec
 
 
@@ -103,14 +103,27 @@ def test_08_ranks_each_step_of_teaching_and_reads_patience_from_two_schedules():
     said = report.patience(fresh + ce_fresh, ce_long + kd_long, "kd_fresh", "ce_fresh")
     assert said.startswith("kd_fresh minus ce_fresh: +4.10 points") and "at 60 epochs" in said
     assert "+5.13 points" in said and "the change in the gain" in said.lower()
+    # Patience joins 08's family: its row is named with its schedule, and Holm counts it.
+    family = report.consistency_comparisons(ce + kd + plain + fresh + ce_fresh, ce_long + kd_long)
+    assert family["method"].tolist()[-1] == "kd_fresh (60 epochs)" and len(family) == 5
+    assert family["p_holm"].tolist() == results.holm(family["p_value"].tolist())
+    short_only = report.consistency_comparisons(ce + kd + plain + fresh + ce_fresh)
+    assert (family["p_holm"].iloc[:4].to_numpy() >= short_only["p_holm"].to_numpy()).all()
+    assert "- kd_fresh (60 epochs) − ce_fresh (60 epochs): +5.13 points" in report.consistency(
+        ce + kd + plain + fresh + ce_fresh, ce_long + kd_long)
 
 
 def test_09_gives_one_verdict_per_comparison_and_reads_the_order_of_the_teachers():
     ce = _seeds("ce", [0.600, 0.605, 0.610])
     kd = _seeds("kd", [0.640, 0.646, 0.650])
     early = _seeds("kd_epoch005", [0.650, 0.657, 0.660], teacher="E")
-    table, text = report.teachers(ce + kd + early, {"kd": 85.0, "kd_epoch005": 63.0})
-    assert table["method"].tolist() == ["kd_epoch005", "kd"] and table["verdict from"].tolist() == ["09", "06"]
+    untrained = _seeds("kd_untrained", [0.620, 0.621, 0.633], control="untrained")
+    table, text = report.teachers(ce + kd + early + untrained, {"kd": 85.0, "kd_epoch005": 63.0, "kd_untrained": 10.0})
+    # 06 tests the untrained teacher's student against KD only: its gain over CE is 09's to test.
+    assert table["method"].tolist() == ["kd_untrained", "kd_epoch005", "kd"]
+    assert table["verdict from"].tolist() == ["09", "09", "06"] and "of 06's family for kd," in text
+    own = results.comparisons(ce + kd + early + untrained, [("kd_epoch005", "ce"), ("kd_untrained", "ce")])
+    assert table.set_index("method").loc["kd_untrained", "p_holm"] == own.set_index("method").loc["kd_untrained", "p_holm"]
     kd_row = table.set_index("method").loc["kd"]
     assert bool(kd_row["holm"]) == bool(report.comparisons(ce + kd + early).set_index("method").loc["kd", "holm"])
     assert "The largest mean gain came from kd_epoch005's teacher (63.00%), not from the most accurate one (85.00%)" in text
