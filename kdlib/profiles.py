@@ -38,17 +38,16 @@ PROFILES = {
     # the controls, and sweeps with 2 seeds per point. Chosen by a screen on validation
     # (scripts/recipe_screen.py, 2-core AMD EPYC, 2026-11-30; README, "The CPU course"): KD minus
     # CE was +1.07 [-0.59, +2.74] with 30 epochs of 10,000 images and +3.60 [+3.17, +4.03] with
-    # 60; 60 epochs of 5,000 gave +3.95 [+3.29, +4.61] at half the cost (01-06 took 1,422 s
-    # on a 2-core AMD EPYC with bf16, 2026-11-30; README for other CPUs). Validation every 5
-    # epochs: a pass per epoch would cost a third of the training.
+    # 60; 60 epochs of 5,000 gave +3.95 [+3.29, +4.61] at half the cost (the minutes of each
+    # notebook: README, "The CPU course"). Validation every 5 epochs: a pass per epoch would
+    # cost a third of the training.
     "course": {**BASE, "n_train": 5000, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER,
                "teacher_epochs": 20, "student_epochs": 60, "weight_decay": 5e-4, "eval_every": 5,
                "sweep_seeds": [0, 1], "temperatures": [1.0, 4.0, 8.0], "kd_weights": [0.25, 0.5, 0.9],
                "betas": [0.0, 250.0, 1000.0], "patient_epochs": 120},
     # The full scale: every training image outside the course's 5,000-image validation split
-    # (45,000), 30 epochs each, weight decay as the published teacher's recipe. About 3 minutes
-    # a student run on a 2-core AVX-512 CPU (the tutorial-recipe run: 15 ten-epoch runs of
-    # 50,000 images in 873 s, README).
+    # (45,000), 30 epochs each, weight decay as the published teacher's recipe. About 3.5 minutes
+    # a student run, two seeds side by side, on a 2-core AVX-512 bf16 CPU (README, "The full table").
     "full": {**BASE, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER, "weight_decay": 5e-4},
     "smoke": {**BASE, "data": "synthetic", "n_train": 512, "n_val": 128, "n_test": 256, "teacher_epochs": 1,
               "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64, "sweep_seeds": [0],

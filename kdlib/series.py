@@ -6,8 +6,9 @@
 Profiles (kdlib.profiles; any parameter can be overridden with -p):
     course    the CPU course (default): the published teacher, students on 5,000 training
               images (5,000 more for validation), 60 epochs x 3 seeds, the controls, sweeps
-              with 2 seeds: about 32 minutes on a 2-core CPU (AMD EPYC, bf16)
-    full      the full scale, for a GPU: teacher and students 30 epochs on every image, 3 seeds
+              with 2 seeds (minutes per notebook: README, "The CPU course")
+    full      the full scale: the published teacher, students 30 epochs on the 45,000 training
+              images outside the validation split, 3 seeds (hours on a 2-core CPU; README)
     smoke     seconds: synthetic data, one short epoch, for CI
     tutorial  the official tutorial's recipe: Adam 1e-3, 10 epochs, no augmentation, T=2
     reference the reference notebook's models and protocol: Adam 1e-3, 10 epochs, no
