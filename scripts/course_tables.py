@@ -46,6 +46,19 @@ def _accuracies(records: list[dict], lesson: str) -> str:
 
 
 def main(run_dir: Path) -> None:
+    print(tables(run_dir), end="")
+
+
+def tables(run_dir: Path) -> str:
+    """Every table of the run as Markdown (what `main` prints)."""
+    import contextlib, io  # noqa: E401
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _print_tables(run_dir)
+    return out.getvalue()
+
+
+def _print_tables(run_dir: Path) -> None:
     records = results.load(run_dir / "results")
     times = list(csv.DictReader((run_dir / "notebooks.csv").open())) if (run_dir / "notebooks.csv").is_file() else []
     if times:
