@@ -25,6 +25,11 @@ GRAD_COSINE = 0.95     # the attention term's gradient, bf16 against float32
 def test_bf16_is_what_a_run_with_amp_bf16_uses():
     assert precision(torch.device("cpu"), "bf16") == "bf16"
     assert kdlib.identity.of_run(BF16)["precision"] == "bf16"
+    student = kdlib.build("LightNN", seed=0)
+    with autocast(torch.device("cpu"), "bf16"):
+        assert student(torch.randn(2, 3, 32, 32)).dtype == torch.bfloat16
+    with autocast(torch.device("cpu"), "off"):
+        assert student(torch.randn(2, 3, 32, 32)).dtype == torch.float32
 
 
 def test_teacher_targets_in_bf16_are_close_to_float32(synthetic, tmp_cache):
@@ -32,6 +37,7 @@ def test_teacher_targets_in_bf16_are_close_to_float32(synthetic, tmp_cache):
     low = kdlib.teacher_targets(teacher, synthetic, BF16)
     full = kdlib.teacher_targets(teacher, synthetic, replace(BF16, amp="off"))
     assert torch.isfinite(low.logits).all()
+    assert not torch.equal(low.logits, full.logits)  # bf16 really ran: close to float32, not equal
     assert (low.logits - full.logits).abs().max() <= LOGIT_RTOL * full.logits.abs().max()
     for kind in ("act", "grad"):
         for a, b in zip(getattr(low, kind), getattr(full, kind)):
