@@ -98,33 +98,13 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
 
 
-# Environment variables that cap the vector instructions PyTorch's kernels and oneDNN use: how a
-# faster CPU stands in for an AVX2-only laptop (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2).
-ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
-
-
-def isa_limit() -> str | None:
-    """The cap those variables set, as "NAME=value, ..." (None: none set)."""
-    set_ = [f"{name}={os.environ[name]}" for name in ISA_LIMITS if os.environ.get(name)]
-    return ", ".join(set_) or None
-
-
 @lru_cache(maxsize=1)
 def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as info:
-            flags = frozenset(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
+            return frozenset(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
     except OSError:  # not Linux: no way to tell cheaply, and float32 is the safe choice
         return frozenset()
-    return usable_flags(flags, os.environ)
-
-
-def usable_flags(flags: frozenset[str], environ) -> frozenset[str]:
-    """The CPU's flags as the kernels may use them: without AVX-512 and AMX where an environment
-    cap (ISA_LIMITS) holds them at AVX2 or below, so that precision and descriptions follow."""
-    aten, onednn = environ.get("ATEN_CPU_CAPABILITY", "").lower(), environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    capped = aten in ("default", "avx2") or onednn.startswith(("SSE", "AVX2")) or onednn == "AVX"
-    return frozenset(f for f in flags if not f.startswith(("avx512", "amx"))) if capped else flags
 
 
 def autocast(device: torch.device, amp: str = "auto"):
@@ -143,8 +123,7 @@ def describe_cpu() -> str:
     flags = _cpu_flags()
     isa = ("AVX512-BF16" if "avx512_bf16" in flags else "AVX512" if "avx512f" in flags else
            "AVX2" if "avx2" in flags else "no AVX2 (or not Linux)")
-    limit = isa_limit()
-    return f"{names[0] if names else 'CPU'}, {os.cpu_count()} cores, {isa}" + (f" (capped by {limit})" if limit else "")
+    return f"{names[0] if names else 'CPU'}, {os.cpu_count()} cores, {isa}"
 
 
 def describe_device(device: torch.device) -> str:

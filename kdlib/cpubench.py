@@ -38,6 +38,25 @@ from .targets import distillation_targets, teacher_targets
 from .train import fit
 
 STUDENT_WORKLOADS = {"student CE": "ce", "student KD": "kd", "student grad AT": "grad_at", "student cosine": "cosine"}
+# Environment variables that cap the vector instructions PyTorch's kernels and oneDNN use: how a
+# faster CPU stands in for an AVX2-only laptop (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2).
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def isa_cap(environ=os.environ) -> str | None:
+    """The cap those variables set at AVX2 or below, as "NAME=value, ..."; None where none does.
+    The engine reads /proc/cpuinfo, which a cap does not change, so under a cap `amp = "auto"`
+    would pick an emulated bf16: the bench asks for float32 itself, a series is warned."""
+    aten, onednn = environ.get("ATEN_CPU_CAPABILITY", "").lower(), environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if aten in ("default", "avx2") or onednn.startswith(("SSE", "AVX2")) or onednn == "AVX":
+        return ", ".join(f"{name}={environ[name]}" for name in ISA_LIMITS if environ.get(name))
+    return None
+
+
+def machine(environ=os.environ) -> str:
+    """The CPU as every timing names it, with the cap where one is set."""
+    cap = isa_cap(environ)
+    return describe_cpu() + (f", held at AVX2 by {cap}" if cap else "")
 
 
 def peak_gflops(threads: int, amp: str, size: int = 1024, repeats: int = 20) -> float:
@@ -70,10 +89,10 @@ def step_flops(method: str, cfg: Config, splits: data.Splits, teacher) -> float:
 
 def _side_by_side_run(args) -> float:
     """One CE run of one thread in its own process: its last epoch's seconds."""
-    source, images, epochs = args
+    source, images, cfg = args
     torch.set_num_threads(1)
     splits = data.load(source, n_train=images, n_val=5000 if source != "synthetic" else 100)
-    run = fit(build("LightNN", splits.num_classes, seed=0), splits, "ce", cfg=Config(epochs=epochs, progress=False))
+    run = fit(build("LightNN", splits.num_classes, seed=0), splits, "ce", cfg=cfg)
     return run.history[-1]["seconds"]
 
 
@@ -86,10 +105,11 @@ def main(argv=None) -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
-    cfg = Config(epochs=args.epochs, weight_decay=5e-4, progress=False, workers=1)  # the course's recipe
+    cfg = Config(epochs=args.epochs, weight_decay=5e-4, progress=False, workers=1,  # the course's recipe
+                 amp="off" if isa_cap() else "auto")
     amp = precision(torch.device("cpu"), cfg.amp)
     splits = data.load(args.data, n_train=args.images, n_val=5000 if args.data != "synthetic" else 100)
-    print(f"cpubench {time.strftime('%Y-%m-%d')}: {describe_cpu()}; torch {torch.__version__}; precision {amp}\n{splits}")
+    print(f"cpubench {time.strftime('%Y-%m-%d')}: {machine()}; torch {torch.__version__}; precision {amp}\n{splits}")
     teacher = build("DeepNN", splits.num_classes, seed=1).eval()  # speed does not depend on its weights
     thread_counts = sorted({1, cores})
     peaks = {t: peak_gflops(t, amp) for t in thread_counts}
@@ -127,7 +147,7 @@ def main(argv=None) -> None:
     if cores > 1:
         with multiprocessing.get_context("spawn").Pool(cores) as pool:
             started = time.perf_counter()
-            epoch_seconds = pool.map(_side_by_side_run, [(args.data, args.images, args.epochs)] * cores)
+            epoch_seconds = pool.map(_side_by_side_run, [(args.data, args.images, cfg)] * cores)
             wall = time.perf_counter() - started
         one = rows["student CE"][cores]["seconds"]
         side = {"runs": cores, "epoch_seconds": epoch_seconds, "wall": wall,
@@ -136,7 +156,7 @@ def main(argv=None) -> None:
               f"epoch, against {one:.2f} s for one run on {cores} threads: {side['throughput_gain']:.2f}x the "
               "images per second of the machine")
     if args.json:
-        write_text(args.json, json.dumps({"cpu": describe_cpu(), "precision": amp, "peaks": peaks, "workloads": rows,
+        write_text(args.json, json.dumps({"cpu": machine(), "precision": amp, "peaks": peaks, "workloads": rows,
                                           "side_by_side": side, "images": n, "torch": torch.__version__}, indent=1))
 
 

@@ -109,6 +109,10 @@ def preflight(params: dict) -> None:
     busy = busy_cpu()
     if busy:
         print(f"kdlib.series: warning: {busy}", flush=True)
+    from .cpubench import isa_cap
+    if isa_cap() and params.get("amp", "auto") == "auto":
+        print(f"kdlib.series: warning: {isa_cap()} holds this CPU at AVX2, but amp \"auto\" reads /proc/cpuinfo and "
+              "may choose bf16, emulated under the cap and many times slower: add -p amp '\"off\"'.", flush=True)
     if params["teacher_weights"] is not None:
         from .checkpoints import CheckpointError
         from .published import load as load_published
@@ -330,11 +334,12 @@ TIMES = "notebooks.csv"  # each notebook's wall time in a run: what the notebook
 def _note_time(run_dir: Path, name: str, seconds: float, params: dict) -> None:
     """One row of RUN_DIR/notebooks.csv: the notebook, its seconds, where it ran, and whether the
     run was resumed (then its seconds leave out what an earlier sitting trained)."""
-    from .config import describe_cpu, precision, resolve_device
+    from .config import precision, resolve_device
+    from .cpubench import machine as cpu_machine
     import torch
     device = resolve_device(params.get("device", "auto"))
     arithmetic = precision(device, params.get("amp", "auto"))
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else describe_cpu()
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_machine()
     path = run_dir / TIMES
     rows = list(csv.DictReader(path.open())) if path.is_file() else []
     rows = [r for r in rows if r["notebook"] != name] + [{

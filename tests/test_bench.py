@@ -46,3 +46,14 @@ def test_the_cpu_bench_times_every_workload_against_the_peak(tmp_path):
     for row in ce.values():
         assert row["images_per_s"] == pytest.approx(256 / row["seconds"])
         assert 0 < row["peak_share"] < 1  # a LightNN step cannot beat a matmul of the same precision
+
+
+def test_an_instruction_set_cap_is_read_from_the_environment_and_named():
+    # How an AVX-512 CPU stands in for an AVX2 laptop; the bench then asks for float32 itself.
+    from kdlib import cpubench
+    assert cpubench.isa_cap({}) is None
+    assert cpubench.isa_cap({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}) is None
+    assert cpubench.isa_cap({"ATEN_CPU_CAPABILITY": "avx2"}) == "ATEN_CPU_CAPABILITY=avx2"
+    both = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert cpubench.isa_cap(both) == "ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2"
+    assert cpubench.machine(both).endswith(", held at AVX2 by ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2")

@@ -176,16 +176,3 @@ def test_bf16_on_the_cpu_only_with_native_bf16(flags, expected, monkeypatch):
     assert config.precision(torch.device("cpu"), "auto") == expected
     assert config.precision(torch.device("cpu"), "bf16") == "bf16"
 
-
-def test_an_instruction_set_cap_in_the_environment_means_float32_and_is_named(monkeypatch):
-    # How an AVX-512 CPU stands in for an AVX2 laptop: the cap removes what the kernels may not use.
-    flags = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
-    assert config.usable_flags(flags, {}) == flags
-    for environ in ({"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}):
-        assert config.usable_flags(flags, environ) == {"avx2"}
-    assert config.usable_flags(flags, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}) == flags
-    monkeypatch.setattr(config, "_cpu_flags", lambda: config.usable_flags(flags, {"ATEN_CPU_CAPABILITY": "avx2"}))
-    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    assert config.precision(torch.device("cpu"), "auto") == "float32"
-    assert config.describe_cpu().endswith("AVX2 (capped by ATEN_CPU_CAPABILITY=avx2)")
