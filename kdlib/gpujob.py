@@ -12,10 +12,9 @@ from its last epoch):
     full       the `full` profile: the teacher on fresh views with weight decay, every
                student method and control over 3 seeds, the sweeps
     reference  the `reference` profile: the reference notebook's models and protocol
-    publish    into the repository: figures/results.csv and runs.csv (full), figures/
-               results_reference.csv, the executed notebooks into published/full-gpu-DATE/
-               and reference-gpu-DATE/, and the full run's teacher into weights/ when it is
-               more accurate than the one there
+    publish    into the repository: each finished stage's run folder as published/full-gpu-DATE/
+               and reference-gpu-DATE/ (notebooks, records, results.csv, runs.csv), and a
+               teacher a stage trained itself into weights/ when it beats the one there
 
 Before it trains anything it prints each stage's estimated seconds on the GPU at hand (from
 the bench's epoch times once the bench has run, else from the 2026-11-25 H100 run's per-run
@@ -128,44 +127,43 @@ def run_stage(stage: str, out: Path, args) -> None:
             if checkpoint.name != "teacher.pt":
                 checkpoint.unlink()
     elif stage == "publish":
-        publish_stages(out, Path(args.repository), args.smoke)
+        publish_stages(out, Path(args.repository), data)
 
 
-def publish_stages(out: Path, repository: Path, smoke: bool) -> None:
-    """The finished stages' results into the repository's figures/, published/ and weights/."""
+def publish_stages(out: Path, repository: Path, data_source: str) -> None:
+    """The finished stages into the repository: each run folder (executed notebooks, records,
+    results.csv, runs.csv, figures) as published/STAGE-gpu-DATE/, and a teacher the stage trained
+    itself into weights/ when it beats the one there. figures/ is the course's and stays as it is."""
     day = time.strftime("%Y-%m-%d")
-    figures = repository / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    for stage, csv_name in (("full", "results.csv"), ("reference", "results_reference.csv")):
+    for stage in ("full", "reference"):
         folder = out / stage
         if not (folder / ".done").is_file():
             print(f"publish: {stage} did not finish; nothing of it is published")
             continue
-        shutil.copy2(folder / "results.csv", figures / csv_name)
-        if stage == "full":
-            shutil.copy2(folder / "runs.csv", figures / "runs.csv")
         target = repository / "published" / f"{stage}-gpu-{day}"
         shutil.copytree(folder, target, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("checkpoints", ".partial", "progress.log", ".done"))
         print(f"publish: {stage} -> {target.relative_to(repository)}")
-    teacher = out / "full" / "checkpoints" / "teacher.pt"
-    if (out / "full" / ".done").is_file() and teacher.is_file() and not smoke:
-        _publish_teacher_if_better(out / "full", repository)
+        if data_source != "synthetic":
+            _publish_teacher_if_better(folder, stage, repository, data_source)
 
 
-def _publish_teacher_if_better(run_dir: Path, repository: Path) -> None:
-    from . import published, results
-    record = [r for r in results.load(run_dir / "results") if r["method"] == "teacher"][-1]
-    current = repository / "weights" / "teacher-tutorial.pt"
+def _publish_teacher_if_better(run_dir: Path, stage: str, repository: Path, data_source: str) -> None:
+    from . import data, published, results
     from .files import load_tensors
+    record = [r for r in results.load(run_dir / "results") if r["method"] == "teacher"][-1]
+    if record.get("published"):  # the run took a published teacher: nothing new to publish
+        return
+    family = record["config"].get("family", "tutorial")
+    current = repository / "weights" / f"teacher-{family}.pt"
     old = load_tensors(current)["meta"]["accuracy"] if current.is_file() else 0.0
     if record["metrics"]["accuracy"] > old and record.get("n_test", 0) >= 10000:
-        from . import data
-        splits = data.load(record["source"] if Path(str(record["source"])).exists() else "cifar10")
+        splits = data.load(data_source, normalization=PROFILES[stage]["normalization"],
+                           n_val=record.get("n_val"))  # the statistics it was trained with
         published.write_teacher(run_dir / "checkpoints" / "teacher.pt", record, splits, current,
-                          command="python -m kdlib.gpujob (full stage)")
-        print(f"publish: the full run's teacher ({100 * record['metrics']['accuracy']:.2f}%) replaces "
-              f"weights/teacher-tutorial.pt ({100 * old:.2f}%)")
+                                command=f"python -m kdlib.gpujob ({stage} stage)")
+        print(f"publish: the {stage} run's teacher ({100 * record['metrics']['accuracy']:.2f}%) is now "
+              f"weights/{current.name} (was {100 * old:.2f}%)")
 
 
 def main(argv=None) -> None:

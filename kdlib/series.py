@@ -315,12 +315,14 @@ def _move_into(stage: Path, run_dir: Path) -> None:
 
 def print_table(run_dir: Path) -> None:
     """The comparison table (results.csv, table.md, printed) and the list of every training
-    run with its seconds (runs.csv, the sweeps' included)."""
+    run with its seconds (runs.csv: the sweeps' and 08's longer schedule included)."""
     from . import results
-    records = results.load(run_dir / "results")
+    folder = run_dir / "results"
+    records = results.load(folder)
     table = results.table(records)
     results.write_csv(table, run_dir / "results.csv")
-    every_run = results.runs(records + results.load(run_dir / "results" / "sweeps"))
+    others = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []  # sweeps/, patience/
+    every_run = results.runs(records + [r for sub in others for r in results.load(sub)])
     write_text(run_dir / "runs.csv", every_run.to_csv(index=False))
     print(f"{len(every_run)} training runs, {every_run['seconds'].sum():.0f} s of training in all (runs.csv)")
     markdown = results.format_table(table)

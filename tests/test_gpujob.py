@@ -39,8 +39,9 @@ def test_the_gpu_job_runs_every_stage_resumes_and_publishes(tmp_path):
     assert "reference  estimate     180 s  does not fit: skipped" in first.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reference"] == "not run" and summary["full"].endswith(" s")
-    assert (repository / "figures" / "results.csv").is_file()
-    assert not (repository / "figures" / "results_reference.csv").exists()
+    assert not (repository / "figures").exists()  # the course's figures are never replaced by a GPU run's
+    assert [p.name.split("-gpu-")[0] for p in (repository / "published").iterdir()] == ["full"]
+    assert (next((repository / "published").iterdir()) / "runs.csv").is_file()
     assert json.loads((out / "bench" / "bench.json").read_text())["together"] == 3
     assert not [p for p in (out / "full" / "checkpoints").rglob("*.pt") if p.name != "teacher.pt"]
 
@@ -49,7 +50,7 @@ def test_the_gpu_job_runs_every_stage_resumes_and_publishes(tmp_path):
     assert "done already: ['bench', 'full']" in second.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["bench"] == "done earlier" and summary["reference"].endswith(" s")
-    rows = list(csv.DictReader(open(repository / "figures" / "results_reference.csv")))
+    rows = list(csv.DictReader(open(next((repository / "published").glob("reference-gpu-*")) / "results.csv")))
     assert rows[0]["method"] == "teacher" and {r["method"] for r in rows} >= {"ce", "kd", "kd_untrained"}
     assert sorted(p.name.split("-gpu-")[0] for p in (repository / "published").iterdir()) == ["full", "reference"]
     # Each stage ran its profile's shape (07 included: it needs a validation split or says it has none),
@@ -65,3 +66,22 @@ def test_the_gpu_job_runs_every_stage_resumes_and_publishes(tmp_path):
     assert "no validation split in this profile" in (out / "reference" / "07_sweeps.ipynb").read_text()
     reference = profiles.PROFILES["reference"]  # another family: the small teacher is the tutorial family's
     assert gpujob.student_runs("reference") == 3 * (len(gpujob.METHODS) - 1) + profiles.sweep_runs(reference)
+
+
+def test_a_run_that_took_the_published_teacher_publishes_no_teacher(tmp_path, monkeypatch):
+    # The full profile takes weights/teacher-tutorial.pt: measured again in bf16 it can read a hair
+    # above its float16 figure, and must not be written back over itself as a "better" teacher.
+    from kdlib import published
+    written = []
+    monkeypatch.setattr(published, "write_teacher", lambda checkpoint, record, splits, out, **kw: written.append(out))
+    run_dir, repository = tmp_path / "reference", tmp_path / "repository"
+    (run_dir / "results").mkdir(parents=True)
+    record = {"method": "teacher", "seed": 0, "time": "1", "config": {"family": "reference"},
+              "metrics": {"accuracy": 0.99}, "n_test": 10000, "published": "../weights/teacher-reference.pt"}
+    (run_dir / "results" / "teacher.json").write_text(json.dumps(record))
+    gpujob._publish_teacher_if_better(run_dir, "reference", repository, "synthetic")
+    assert written == []
+    del record["published"]  # a teacher the run trained itself, and none published yet for its family
+    (run_dir / "results" / "teacher.json").write_text(json.dumps(record))
+    gpujob._publish_teacher_if_better(run_dir, "reference", repository, "synthetic")
+    assert written == [repository / "weights" / "teacher-reference.pt"]

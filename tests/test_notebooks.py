@@ -144,10 +144,12 @@ def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
     assert [r["method"] for r in rows] == ["teacher", "ce", "kd", "kd_untrained", "ls", "grad_at", "act_at", "kd_grad_at",
                                                  "cosine", "regressor"]
     assert "| kd_grad_at |" in done.stdout
-    # Every training run, sweeps included, once in runs.csv, with its seconds.
+    # Every training run, sweeps and 08's longer schedule included, once in runs.csv, with its seconds.
     every_run = list(csv.DictReader(open(out / "runs.csv")))
-    recorded = list((out / "results").glob("*.json")) + list((out / "results" / "sweeps").glob("*.json"))
+    recorded = list((out / "results").rglob("*.json"))
     assert len(every_run) == len(recorded) and every_run[0]["name"] == "teacher"
+    patient = str(profiles.PROFILES["smoke"]["patient_epochs"])
+    assert {r["name"] for r in every_run if r["epochs"] == patient} == {"kd_fresh", "ce_fresh"}
     assert {r["sweep"] for r in every_run} >= {"", "temperature=1", "beta=0"}
     assert "temperature=4" not in {r["sweep"] for r in every_run}  # the main KD run itself, not trained again
     assert all(float(r["seconds"]) > 0 for r in every_run) and "training runs" in done.stdout
