@@ -132,23 +132,26 @@ def gain_by_teacher(points) -> plt.Figure:
     """09's picture: each student's paired gain over CE (points, 95% interval) against the test
     accuracy of the teacher it learnt from, and beside it its agreement with that teacher on
     the test images. `points`: a frame with method, teacher_accuracy, mean_diff, ci95_low,
-    ci95_high and test agreement (`kdlib.report.teachers`' table)."""
-    fig, (gain, agreement) = _figure(1, 2, figsize=(11, 4.2))
-    for row in points.itertuples():
+    ci95_high, holm and test_agreement (`kdlib.report.teachers`' table). One colour and marker
+    per teacher, named in one legend (labels beside the points overlap where teachers lie close);
+    filled where the gain holds after Holm's correction, hollow where it does not."""
+    fig, (gain, agreement) = _figure(1, 2, figsize=(11, 4.6))
+    markers = "osD^vP*X"
+    for i, row in enumerate(points.itertuples()):
+        colour, marker = f"C{i % 10}", markers[i % len(markers)]
+        face = colour if bool(getattr(row, "holm", False)) else "white"
         gain.errorbar(row.teacher_accuracy, row.mean_diff, yerr=[[row.mean_diff - row.ci95_low], [row.ci95_high - row.mean_diff]],
-                      fmt="o", capsize=3, color="C0")
-        name = label(row.method).replace(chr(10), " ")
-        gain.annotate(name, (row.teacher_accuracy, row.mean_diff), textcoords="offset points", xytext=(5, 5),
-                      fontsize=MIN_FONT)
-        agreement.plot(row.teacher_accuracy, getattr(row, "test_agreement"), "o", color="C1")
-        agreement.annotate(name, (row.teacher_accuracy, getattr(row, "test_agreement")), textcoords="offset points",
-                           xytext=(5, 5), fontsize=MIN_FONT)
+                      fmt=marker, capsize=3, color=colour, markerfacecolor=face, markersize=7,
+                      label=label(row.method).replace(chr(10), " "))
+        agreement.plot(row.teacher_accuracy, row.test_agreement, marker, color=colour, markerfacecolor=face, markersize=7)
     gain.axhline(0, color="black", lw=0.8)
     gain.set(xlabel="the teacher's test accuracy (%)", ylabel="student's accuracy minus CE's (points)",
-             title="KD's gain over CE, paired by seed, 95% interval")
+             title="KD's gain over CE, paired by seed, 95% interval\n(filled: holds after Holm; hollow: not)")
     agreement.set(xlabel="the teacher's test accuracy (%)", ylabel="agreement with its teacher (% of test images)",
                   title="fidelity: how often the student predicts what its teacher does")
-    fig.tight_layout()
+    fig.legend(*gain.get_legend_handles_labels(), loc="lower center", ncol=min(4, len(points)), fontsize=MIN_FONT,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig
 
 

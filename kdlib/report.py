@@ -70,7 +70,7 @@ def _reading(row) -> str:
     """What one uncorrected interval says, and where the corrected verdict is given: one
     verdict per comparison, 06's (Holm over its family), so no notebook contradicts another."""
     family = f"06 decides it with Holm's correction over its {len(COMPARISONS)} comparisons"
-    if row["beyond_noise"]:
+    if row["excludes_zero"]:
         return f"the interval excludes zero on its own; {family}."
     return f"the interval includes zero, so this comparison shows no difference even before a correction ({family})."
 
@@ -111,8 +111,9 @@ def baseline(records: list[dict]) -> str:
         return "No CE run yet."
     ce = tab.loc["ce"]
     text = f"The student trained alone reaches {ce['mean']:.2f}%"
-    text += (f" ± {ce['std']:.2f} (std over {int(ce['n_seeds'])} seeds): differences between methods smaller "
-             "than a few times that spread cannot be told from seed noise." if ce["n_seeds"] > 1 else
+    text += (f" ± {ce['std']:.2f} (std over {int(ce['n_seeds'])} seeds): differences between methods of the order "
+             "of that spread cannot be told from seed noise; the notebooks that follow pair each method with CE seed "
+             "by seed, and 06 decides with Holm's correction over all its comparisons." if ce["n_seeds"] > 1 else
              " (one seed: no estimate of seed noise).")
     if "teacher" in tab.index:
         gap = tab.loc["teacher", "mean"] - ce["mean"]
@@ -140,12 +141,13 @@ def distillation(records: list[dict]) -> str:
     beats_controls = all(row is not None and row["ci95_low"] > 0 for row in against.values())
     corrected = f"(uncorrected intervals; 06 gives the verdict with Holm's correction over its {len(COMPARISONS)} comparisons)"
     if gain and beats_controls:
-        lines.append("KD's intervals against CE and against both controls all lie above zero: soft targets from an "
-                     "untrained teacher and smoothed labels do not give its gain, which points to what the trained "
-                     f"teacher knows {corrected}.")
+        lines.append("KD's intervals against CE and against these two controls all lie above zero: KD gives more than "
+                     "soft targets from an untrained teacher or smoothed labels give (the controls may gain over CE "
+                     f"themselves: 06 shows it), and that excess points to what the trained teacher knows {corrected}.")
     elif gain:
-        lines.append("KD's interval against CE lies above zero, but not its intervals against both controls: part of "
-                     f"the gain may be the regularization any soft target gives, not the teacher's knowledge {corrected}.")
+        lines.append("KD's interval against CE lies above zero, but not its intervals against both of these controls: "
+                     "part of the gain may be the regularization any soft target gives, not the teacher's knowledge "
+                     f"{corrected}.")
     else:
         lines.append(f"KD's interval against CE includes zero: no gain is shown here, even before a correction {corrected}.")
     if "teacher" in tab.index and "kd" in tab.index and "ce" in tab.index:
@@ -181,8 +183,8 @@ def teacher_data(records: list[dict]) -> str:
                 f"with {them} alone, no gain is shown." if small["ci95_high"] > 0 else
                 f"{them} alone makes the student worse."),
              f"- KD minus KD from the small teacher: {_difference(added)}: "
-             + (f"the larger teacher adds to it: part of KD's gain is what that teacher learnt from {extra}."
-                if added["ci95_low"] > 0 else
+             + (f"the larger teacher adds to it (uncorrected): a lead that part of KD's gain is what that teacher "
+                f"learnt from {extra}." if added["ci95_low"] > 0 else
                 "the larger teacher makes the student worse than the small one does." if added["ci95_high"] < 0 else
                 "the larger teacher adds nothing that seeds can tell apart.")]
     lines.append(f"Intervals uncorrected; 06 gives each verdict with Holm's correction over its {len(COMPARISONS)} "

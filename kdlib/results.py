@@ -300,8 +300,9 @@ def paired_differences(records: list[dict], baseline: str = "ce", lesson: str = 
     """Accuracy of each method minus the baseline's, paired by seed (points of %).
 
     Columns: n_pairs, mean_diff, std_diff, the 95% t-interval of the mean difference
-    (ci95_low, ci95_high), p_value (paired t-test, two-sided) and beyond_noise: whether the
-    interval excludes zero, i.e. the difference is larger than seed-to-seed noise explains.
+    (ci95_low, ci95_high), p_value (paired t-test, two-sided) and excludes_zero: whether the
+    interval excludes zero, uncorrected (one comparison on its own; a family of them needs Holm's
+    correction, `comparisons(correct=True)`).
     Needs at least 2 seeds.
     """
     runs = frame(records, lesson).pivot_table(index="seed", columns="method", values="accuracy")
@@ -310,7 +311,7 @@ def paired_differences(records: list[dict], baseline: str = "ce", lesson: str = 
 
 
 COMPARISON_COLUMNS = ["method", "baseline", "n_pairs", "mean_diff", "std_diff", "ci95_low", "ci95_high",
-                      "p_value", "beyond_noise"]
+                      "p_value", "excludes_zero"]
 
 
 def comparisons(records: list[dict], pairs: list[tuple[str, str]], correct: bool = True) -> pd.DataFrame:
@@ -335,7 +336,7 @@ def comparisons(records: list[dict], pairs: list[tuple[str, str]], correct: bool
 def interval(differences: pd.Series) -> dict:
     """The mean of per-seed differences (NaN pairs dropped) with its 95% t-interval and the
     paired t-test's two-sided p-value: n_pairs, mean_diff, std_diff, ci95_low, ci95_high,
-    p_value, beyond_noise (the interval excludes zero). Needs 2 pairs for an interval."""
+    p_value, excludes_zero (the interval excludes zero). Needs 2 pairs for an interval."""
     from scipy import stats
 
     diff = differences.dropna()
@@ -350,7 +351,7 @@ def interval(differences: pd.Series) -> dict:
         p = float(2 * stats.t.sf(abs(diff.mean()) / (std / n ** 0.5), n - 1))
     return {"n_pairs": n, "mean_diff": diff.mean(), "std_diff": std, "ci95_low": diff.mean() - half,
             "ci95_high": diff.mean() + half, "p_value": p,
-            "beyond_noise": bool(n > 1 and (diff.mean() - half > 0 or diff.mean() + half < 0))}
+            "excludes_zero": bool(n > 1 and (diff.mean() - half > 0 or diff.mean() + half < 0))}
 
 
 def holm(p_values: list[float]) -> list[float]:

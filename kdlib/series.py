@@ -282,6 +282,18 @@ class _EpochLines:
         os.environ.pop("KDLIB_PROGRESS_FILE", None)
 
 
+def _repository_copy(path: Path) -> Path:
+    """The repository's own file where `path` is a byte-identical copy of it at the same place in
+    another checkout (a frozen worktree a long run was made from, e.g. its weights/): a reader has
+    the repository's, not the worktree's. Otherwise `path` itself."""
+    import filecmp
+    for parent in path.parents:
+        mine = REPOSITORY / path.relative_to(parent)
+        if mine != path and mine.is_file() and path.is_file() and filecmp.cmp(mine, path, shallow=False):
+            return mine
+    return path
+
+
 def provenance_cell(injected: str, run_dir: Path) -> str:
     """Papermill's injected cell as the repository keeps it: the values the published run used,
     with local paths made relative to notebooks/ (where they are read from) and the run
@@ -299,7 +311,7 @@ def provenance_cell(injected: str, run_dir: Path) -> str:
         except (ValueError, SyntaxError):
             literal = None
         if isinstance(literal, str) and os.path.isabs(literal):
-            value = repr(os.path.relpath(literal, NOTEBOOK_DIR)).replace("'", '"')
+            value = repr(os.path.relpath(_repository_copy(Path(literal)), NOTEBOOK_DIR)).replace("'", '"')
         lines.append(f"{name} = {value}")
     return "\n".join(lines)
 

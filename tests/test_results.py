@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import kdlib
-from kdlib import results
+from kdlib import plots, results
 
 CONFIG = {"epochs": 30, "batch_size": 128, "temperature": 4.0, "kd_weight": 0.5, "beta": 250.0}
 
@@ -55,17 +55,17 @@ def test_paired_differences_pair_by_seed():
     assert diff.loc["kd", "std_diff"] == pytest.approx(0.70711, rel=1e-4)
     # Two seeds: t(0.975, 1) = 12.706, so the 95% interval is 2.5 ± 6.35 and includes zero.
     assert diff.loc["kd", "ci95_low"] == pytest.approx(2.5 - 12.706 * 0.70711 / 2 ** 0.5, rel=1e-3)
-    assert not diff.loc["kd", "beyond_noise"]
+    assert not diff.loc["kd", "excludes_zero"]
 
 
-def test_a_consistent_gain_over_three_seeds_is_beyond_noise():
+def test_a_consistent_gain_over_three_seeds_is_excludes_zero():
     records = [rec("ce", s, a) for s, a in enumerate([0.70, 0.71, 0.72])]
     records += [rec("kd", s, a) for s, a in enumerate([0.73, 0.741, 0.749])]  # +3.0, +3.1, +2.9
     records += [rec("act_at", s, a) for s, a in enumerate([0.69, 0.72, 0.725])]  # -1, +1, +0.5
     diff = results.paired_differences(records).set_index("method")
     assert diff.loc["kd", "ci95_low"] == pytest.approx(3.0 - 4.303 * 0.1 / 3 ** 0.5, rel=1e-3)
-    assert diff.loc["kd", "beyond_noise"]
-    assert not diff.loc["act_at", "beyond_noise"]
+    assert diff.loc["kd", "excludes_zero"]
+    assert not diff.loc["act_at", "excludes_zero"]
 
 
 def test_per_class_accuracy_averages_seeds_in_the_series_order():
@@ -195,3 +195,15 @@ def test_tables_are_shown_without_empty_columns_and_with_readable_p_values():
     assert list(shown.columns) == ["method", "mean", "seconds", "p_value", "p_holm"]
     assert list(shown["p_value"]) == ["< 0.001", "0.235"] and list(shown["p_holm"]) == ["0.0123", ""]
     assert shown["seconds"].isna()[0] and shown["mean"][0] == 83.12
+
+
+def test_the_teachers_figure_names_each_teacher_once_and_fills_only_gains_that_hold():
+    points = pd.DataFrame({"method": ["kd_untrained", "kd_epoch005", "kd"], "teacher_accuracy": [10.0, 63.6, 85.3],
+                           "mean_diff": [1.2, 1.3, 2.8], "ci95_low": [0.1, 0.4, 1.7], "ci95_high": [2.3, 2.2, 3.9],
+                           "holm": [True, True, False], "test_agreement": [9.9, 80.3, 68.3]})
+    fig = plots.gain_by_teacher(points)
+    gain, agreement = fig.axes
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [plots.label(m).replace("\n", " ") for m in points["method"]]
+    assert not gain.texts and not agreement.texts  # no labels beside the points to overlap
+    faces = [line.get_markerfacecolor() for line in agreement.get_lines()]
+    assert [face != "white" for face in faces] == [True, True, False]

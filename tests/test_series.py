@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +190,12 @@ def test_the_published_notebooks_keep_the_parameters_that_ran(tmp_path):
     assert cell.startswith("# The parameters of the run these outputs come from (python -m kdlib.series --profile course)")
     assert 'data = "../../shared/data/cifar10-jpeg.tar.gz"' in cell and "n_train = 5000" in cell
     assert "seeds = [0, 1, 2]" in cell and "results_dir" not in cell and str(tmp_path) not in cell
+    # A teacher taken from a frozen worktree's weights/ (a copy of the repository's): the reader's own file.
+    worktree_weights = tmp_path / "worktree" / "weights" / "teacher-tutorial.pt"
+    worktree_weights.parent.mkdir(parents=True)
+    shutil.copyfile(series.REPOSITORY / "weights" / "teacher-tutorial.pt", worktree_weights)
+    cell = series.provenance_cell(f'teacher_weights = "{worktree_weights}"\n', run_dir)
+    assert 'teacher_weights = "../weights/teacher-tutorial.pt"' in cell
 
 
 # ----------------------------------------------------------------------------- Ctrl-C and SIGTERM stop everything
