@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     parser.add_argument("--teacher", help="a DeepNN checkpoint to distil from (default: the teacher "
                                           "trained by the 'teacher CE' row, or an untrained one)")
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
-                        help="kdlib side: bf16 autocast (auto: where the hardware has it natively, kdlib.config.native_bf16)")
+                        help="kdlib side: bf16 autocast (auto: where the hardware runs it fast, kdlib.config.native_bf16)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="also write the seconds per workload there (kdlib.gpujob reads them)")
     parser.add_argument("--together", type=int, default=1, metavar="N",

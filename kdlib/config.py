@@ -38,7 +38,7 @@ class Config:
     smoothing: float = 0.1        # label smoothing of the "ls" control
     seed: int = 0
     device: str = "auto"          # "auto", "cpu", "cuda", ...
-    amp: str = "auto"             # "auto" (bf16 where the hardware has it natively), "bf16" or "off"
+    amp: str = "auto"             # "auto" (bf16 where the hardware runs it fast: native_bf16), "bf16" or "off"
     compile: bool = False         # torch.compile the model (CUDA)
     workers: int | str = "auto"   # CPU: seeds trained side by side, one process and one thread each (`cpu_workers`)
     progress: bool = True         # tqdm progress bar
@@ -88,23 +88,37 @@ def precision(device: torch.device, amp: str = "auto") -> str:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` runs bf16 natively: a CUDA GPU of compute capability 8.0 or later
-    (Ampere on; a T4 is 7.5), or a CPU with AVX512-BF16 or AMX. Measured on a 2-core EPYC
-    with avx512_bf16 (2026-11-30): a LightNN epoch 21% faster (CE) and 31% (gradient
-    attention), the teacher's targets 2.1x. On a T4, float16 would be its fast type but needs
-    a loss scaler, which gradient attention's double backward is not tested with: it runs float32."""
+    """Whether bf16 pays on `device`: a CUDA GPU of compute capability 8.0 or later (Ampere on;
+    a T4 is 7.5), a CPU with AMX, or an AMD CPU with AVX512-BF16. Measured on a 2-core AMD EPYC
+    with avx512_bf16 (2026-11-30): a LightNN epoch 21% faster (CE) and 31% (gradient attention),
+    the teacher's targets 2.1x. On a 2-core Intel Xeon with avx512_bf16 and no AMX (2026-12-01,
+    `python -m kdlib.cpubench --amp bf16` against `--amp off`): its bf16 matmul reached half the
+    float32 one (161 against 313 GFLOP/s), a DeepNN epoch took 1.2-1.3x as long, the students
+    within 10% either way: float32 there. On a T4, float16 would be its fast type but needs a
+    loss scaler, which gradient attention's double backward is not tested with: it runs float32."""
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device)[0] >= 8
-    return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    flags = _cpu_flags()
+    return device.type == "cpu" and ("amx_bf16" in flags or ("avx512_bf16" in flags and _cpu_vendor() == "AuthenticAMD"))
 
 
 @lru_cache(maxsize=1)
 def _cpu_flags() -> frozenset[str]:
+    return frozenset(_cpuinfo("flags").split())
+
+
+@lru_cache(maxsize=1)
+def _cpu_vendor() -> str:
+    return _cpuinfo("vendor_id")
+
+
+def _cpuinfo(field: str) -> str:
+    """The first `field` of /proc/cpuinfo ("" where there is none)."""
     try:
         with open("/proc/cpuinfo") as info:
-            return frozenset(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
+            return next((line.split(":", 1)[1].strip() for line in info if line.split(":")[0].strip() == field), "")
     except OSError:  # not Linux: no way to tell cheaply, and float32 is the safe choice
-        return frozenset()
+        return ""
 
 
 def autocast(device: torch.device, amp: str = "auto"):

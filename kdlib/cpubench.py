@@ -1,9 +1,10 @@
 """The course's workloads on this CPU, against what this CPU can do.
 
-    python -m kdlib.cpubench [--data SOURCE] [--images 5000] [--epochs 2] [--json FILE]
+    python -m kdlib.cpubench [--data SOURCE] [--images 5000] [--epochs 2] [--amp auto|bf16|off] [--json FILE]
 
-For each workload of a course run (a CE, KD, gradient-attention and cosine student epoch; the
-teacher's targets for every view; a student's evaluation and its map similarity) it prints
+For each workload of a course run (a CE, KD, gradient-attention and cosine student epoch; a
+teacher's CE epoch, 01's when it trains one; the teacher's targets for every view; a student's
+evaluation and its map similarity) it prints
 seconds and images per second with one thread and with every core, and for the student step
 the share of the CPU's measured peak: a matmul in the run's precision (bf16 autocast where the
 CPU has it natively, else float32), FLOPs of one step counted by torch's FlopCounterMode. Then
@@ -37,7 +38,10 @@ from .models import build, hint_stage
 from .targets import distillation_targets, teacher_targets
 from .train import fit
 
-STUDENT_WORKLOADS = {"student CE": "ce", "student KD": "kd", "student grad AT": "grad_at", "student cosine": "cosine"}
+# Training workloads: (the architecture trained, its method).
+TRAINING_WORKLOADS = {"student CE": ("LightNN", "ce"), "student KD": ("LightNN", "kd"),
+                      "student grad AT": ("LightNN", "grad_at"), "student cosine": ("LightNN", "cosine"),
+                      "teacher CE": ("DeepNN", "ce")}
 # Environment variables that cap the vector instructions PyTorch's kernels and oneDNN use: how a
 # faster CPU stands in for an AVX2-only laptop (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2).
 ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
@@ -72,10 +76,10 @@ def peak_gflops(threads: int, amp: str, size: int = 1024, repeats: int = 20) -> 
     return 2 * size ** 3 * repeats / seconds / 1e9
 
 
-def step_flops(method: str, cfg: Config, splits: data.Splits, teacher) -> float:
-    """FLOPs of one training step of a LightNN on one batch (forward, loss, backward), counted."""
+def step_flops(architecture: str, method: str, cfg: Config, splits: data.Splits, teacher) -> float:
+    """FLOPs of one training step of `architecture` on one batch (forward, loss, backward), counted."""
     from torch.utils.flop_counter import FlopCounterMode
-    student = build("LightNN", splits.num_classes, seed=0)
+    student = build(architecture, splits.num_classes, seed=0)
     x = data.normalize(splits.x_train[:cfg.batch_size], splits.mean, splits.std)
     y = splits.y_train[:cfg.batch_size]
     recipe = get_method(method)
@@ -102,11 +106,14 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default="cifar10")
     parser.add_argument("--images", type=int, default=5000, help="training images (the course: 5,000)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per student workload; the last one is timed")
+    parser.add_argument("--amp", choices=["auto", "bf16", "off"], default=None,
+                        help="the precision (default: what the engine's auto picks; float32 under an AVX2 cap): "
+                             "bf16 and off side by side say whether bf16 pays on this CPU")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
     cfg = Config(epochs=args.epochs, weight_decay=5e-4, progress=False, workers=1,  # the course's recipe
-                 amp="off" if isa_cap() else "auto")
+                 amp=args.amp or ("off" if isa_cap() else "auto"))
     amp = precision(torch.device("cpu"), cfg.amp)
     splits = data.load(args.data, n_train=args.images, n_val=5000 if args.data != "synthetic" else 100)
     print(f"cpubench {time.strftime('%Y-%m-%d')}: {machine()}; torch {torch.__version__}; precision {amp}\n{splits}")
@@ -118,14 +125,16 @@ def main(argv=None) -> None:
     rows = {}
     header = "| workload | " + " | ".join(f"{t} thread(s): s | img/s | % of peak" for t in thread_counts) + " |"
     print(header + "\n" + "|---" * (1 + 3 * len(thread_counts)) + "|", flush=True)
-    for name, method in STUDENT_WORKLOADS.items():
-        flops = step_flops(method, replace(cfg, amp="off"), splits, teacher) / cfg.batch_size  # per image
+    for name, (architecture, method) in TRAINING_WORKLOADS.items():
+        flops = step_flops(architecture, method, replace(cfg, amp="off"), splits, teacher) / cfg.batch_size  # per image
         if method != "ce":
             teacher_targets(teacher, splits, cfg, needs=get_method(method).needs)  # computed before the clock starts
         rows[name] = {}
         for t in thread_counts:
             torch.set_num_threads(t)
-            run = fit(build("LightNN", splits.num_classes, seed=0), splits, method, teacher, cfg)
+            # the teacher: one epoch (its clock starts warm enough); a student: the last of cfg.epochs
+            run = fit(build(architecture, splits.num_classes, seed=0), splits, method, teacher,
+                      replace(cfg, epochs=1) if architecture == "DeepNN" else cfg)
             seconds = run.history[-1]["seconds"]
             rows[name][t] = {"seconds": seconds, "images_per_s": n / seconds,
                              "peak_share": flops * n / seconds / 1e9 / peaks[t]}

@@ -169,10 +169,14 @@ def test_bf16_only_on_gpus_that_run_it_natively(capability, expected, monkeypatc
     assert config.precision(torch.device("cuda"), "off") == "float32"
 
 
-@pytest.mark.parametrize("flags, expected", [({"avx512f"}, "float32"), ({"avx512f", "avx512_bf16"}, "bf16"),
-                                             ({"amx_bf16"}, "bf16"), (set(), "float32")])
-def test_bf16_on_the_cpu_only_with_native_bf16(flags, expected, monkeypatch):
+@pytest.mark.parametrize("vendor, flags, expected", [
+    ("AuthenticAMD", {"avx512f"}, "float32"), ("AuthenticAMD", {"avx512f", "avx512_bf16"}, "bf16"),
+    # an Intel Xeon with avx512_bf16 but no AMX: its bf16 matmul ran at half float32's (kdlib.cpubench)
+    ("GenuineIntel", {"avx512f", "avx512_bf16"}, "float32"),
+    ("GenuineIntel", {"avx512_bf16", "amx_bf16"}, "bf16"), ("", set(), "float32")])
+def test_bf16_on_the_cpu_only_where_it_runs_fast(vendor, flags, expected, monkeypatch):
     monkeypatch.setattr(config, "_cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(config, "_cpu_vendor", lambda: vendor)
     assert config.precision(torch.device("cpu"), "auto") == expected
     assert config.precision(torch.device("cpu"), "bf16") == "bf16"
 
