@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from . import data, identity, methods, stopping
-from .config import Config, autocast, describe_device, resolve_device
+from .config import Config, autocast, describe_device, flush_denormals, resolve_device
 from .files import load_tensors, save_tensors, weights_digest
 from .members import Members
 from .models import forward_features, hint_stage, segments
@@ -119,6 +119,7 @@ def fit_together(models: list[nn.Module], splits: data.Splits, method: str = "ce
     recipe = methods.get(method)
     _check_inputs(models, seeds, splits, recipe, teacher, cfg)
     device = resolve_device(cfg.device)
+    flush_denormals()  # again: this thread at least, where torch ran before kdlib was imported
     # What an epoch state must match to be continued: this very training, from its first weights.
     state_key = identity.key(identity.of_run(cfg, splits, teacher, recipe.name, seeds),
                              [weights_digest(m) for m in models]) if state is not None else None

@@ -356,3 +356,14 @@ def test_map_similarity_is_one_for_the_teacher_itself_and_rises_with_attention_t
     assert all(a > c for a, c in zip(act.metrics["map_similarity"]["act"], ce.metrics["map_similarity"]["act"]))
     table = kdlib.results.map_similarity([kdlib.results.record(r) for r in (ce, act)])
     assert list(table["method"]) == ["ce", "act_at"] and list(table.columns[1:]) == ["act 1", "act 2", "grad 1", "grad 2"]
+
+
+def test_kdlib_computes_with_float32_subnormals_as_zeros():
+    # Subnormal weights made late CPU epochs twice as slow (scripts/denormals.py); import kdlib flushes them.
+    import subprocess
+    import sys
+    code = ("import torch, kdlib\n"
+            "sub = torch.full((4,), 1000, dtype=torch.int32).view(torch.float32)  # subnormal bits\n"
+            "print(bool((sub * 1.0 == 0).all()))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "True"
