@@ -47,7 +47,8 @@ PROFILES = {
                "betas": [0.0, 250.0, 1000.0], "patient_epochs": 120},
     # The full scale: every training image outside the course's 5,000-image validation split
     # (45,000), 30 epochs each, weight decay as the published teacher's recipe. About 4 minutes
-    # a student run, two seeds side by side, on a 2-core AVX-512 bf16 CPU (README, "The reference's table at its own scale").
+    # a student run, two seeds side by side, on a 2-core AVX-512 bf16 CPU (README, "The
+    # reference's table at its own scale").
     "full": {**BASE, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER, "weight_decay": 5e-4},
     "smoke": {**BASE, "data": "synthetic", "n_train": 512, "n_val": 128, "n_test": 256, "teacher_epochs": 1,
               "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64, "sweep_seeds": [0],
