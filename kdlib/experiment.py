@@ -15,7 +15,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .config import Config, cpu_workers, describe_device, resolve_device
 from .data import Splits
 from .evaluation import evaluate
-from .files import load_tensors, weights_digest
+from .files import load_tensors, same_file, weights_digest
 from .methods import get as get_method, teaches_here
 from .models import build, student_architecture, teacher_architecture
 from .targets import teacher_targets
@@ -56,20 +56,13 @@ def load_teacher(checkpoint_dir, splits: Splits, family: str = "tutorial"):
     return teacher.eval()
 
 
-def _same_file(a, b) -> bool:
-    """The same path, or two copies of one file (a checkout and its frozen worktree)."""
-    import filecmp
-    a, b = Path(a), Path(b)
-    return a.resolve() == b.resolve() or (a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False))
-
-
 def teacher(splits: Splits, cfg: Config, checkpoint_dir, results_dir=None, weights=None, **meta):
     """The teacher every student notebook distils from: 01's, when this run folder has it;
     else the published `weights`, taken as this run's teacher (so that a notebook runs on its
     own, in Colab too); else a clear error saying to run 01 or set `teacher_weights`."""
     if teacher_path(checkpoint_dir).is_file() and weights is not None:
         came_from = load_tensors(teacher_path(checkpoint_dir))["meta"].get("published")
-        if came_from and not _same_file(came_from, weights):
+        if came_from and not same_file(came_from, weights):
             print(f"The run folder's teacher is the published {Path(came_from).name}; this notebook's teacher_weights "
                   f"is {Path(weights).name}: taking that one as the run's teacher from now on (the records of "
                   "students trained before keep their own teacher's digest; tables never mix the two).")

@@ -46,6 +46,13 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     return path
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """The same path, or two byte-identical copies of one file (a checkout and its frozen worktree)."""
+    import filecmp
+    a, b = Path(a), Path(b)
+    return a.resolve() == b.resolve() or (a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False))
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text))
 

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from . import stopping
-from .files import write_text
+from .files import same_file, write_text
 from .profiles import PROFILES
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -286,10 +286,9 @@ def _repository_copy(path: Path) -> Path:
     """The repository's own file where `path` is a byte-identical copy of it at the same place in
     another checkout (a frozen worktree a long run was made from, e.g. its weights/): a reader has
     the repository's, not the worktree's. Otherwise `path` itself."""
-    import filecmp
     for parent in path.parents:
         mine = REPOSITORY / path.relative_to(parent)
-        if mine != path and mine.is_file() and path.is_file() and filecmp.cmp(mine, path, shallow=False):
+        if mine.is_file() and same_file(mine, path):
             return mine
     return path
 

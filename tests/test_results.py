@@ -58,7 +58,7 @@ def test_paired_differences_pair_by_seed():
     assert not diff.loc["kd", "excludes_zero"]
 
 
-def test_a_consistent_gain_over_three_seeds_is_excludes_zero():
+def test_a_consistent_gain_over_three_seeds_has_an_interval_that_excludes_zero():
     records = [rec("ce", s, a) for s, a in enumerate([0.70, 0.71, 0.72])]
     records += [rec("kd", s, a) for s, a in enumerate([0.73, 0.741, 0.749])]  # +3.0, +3.1, +2.9
     records += [rec("act_at", s, a) for s, a in enumerate([0.69, 0.72, 0.725])]  # -1, +1, +0.5
