@@ -1,6 +1,7 @@
 """kdlib.bench end to end on a small synthetic set: both sides run, every row is printed."""
 
 import pytest
+import torch
 
 from kdlib import bench
 
@@ -42,10 +43,23 @@ def test_the_cpu_bench_times_every_workload_against_the_peak(tmp_path):
     assert measured["cpu"] in done.stdout and measured["precision"] in ("bf16", "float32")
     assert set(measured["workloads"]) >= {"student CE", "student KD", "student grad AT", "student cosine", "teacher CE",
                                           "teacher targets (8 views)", "evaluation (test set)", "map similarity"}
+    # a training step is a forward pass and a backward pass of about twice its FLOPs (the first conv
+    # computes no grad of its input): counted per image, not per batch, and both directions
+    from torch.utils.flop_counter import FlopCounterMode
+    from kdlib.models import build
+    forward_gflop = {}
+    for workload, architecture in (("student CE", "LightNN"), ("teacher CE", "DeepNN")):
+        with FlopCounterMode(display=False) as counter:
+            build(architecture, 10, seed=0)(torch.randn(1, 3, 32, 32))
+        forward_gflop[workload] = counter.get_total_flops() / 1e9
     for workload in ("student CE", "teacher CE"):
-        for row in measured["workloads"][workload].values():
+        for t, row in measured["workloads"][workload].items():
             assert row["images_per_s"] == pytest.approx(256 / row["seconds"])
-            assert 0 < row["peak_share"] < 1  # a training step cannot beat a matmul of the same precision
+            # the share is the step's counted FLOPs at the measured speed over the matmul peak ...
+            assert row["peak_share"] == pytest.approx(row["gflop_per_image"] * row["images_per_s"]
+                                                      / measured["peaks"][str(t)])
+            # ... of a step of the right size: counted per image, not per batch (128x), both directions
+            assert 2.5 * forward_gflop[workload] < row["gflop_per_image"] < 3.1 * forward_gflop[workload]
     # The precision can be asked for, so that bf16 and float32 can be set side by side on one CPU.
     done = subprocess.run([sys.executable, "-m", "kdlib.cpubench", "--data", "synthetic", "--images", "256",
                            "--epochs", "1", "--amp", "off", "--json", str(out)], capture_output=True, text=True, timeout=600)
