@@ -28,8 +28,8 @@ class Config:
                                   # view (e - 1) mod V of every image (V = epochs: fresh views, targets cached; 08)
     teacher_views: str = "same"   # the teacher's outputs on the very view the student sees ("same"), or
                                   # on the plain image, computed once ("plain": inconsistent teaching, 08)
-    mixup: bool = False           # function matching (08): each image mixed with another of its batch,
-                                  # weight ~ U(0, 1); the teacher runs live on the mixed image (views = 0)
+    mixup: bool = False           # function matching (08): each image blended with another, weight ~ U(0, 1):
+                                  # fixed views, a partner per view (targets cached); views = 0, live in the batch
     view_seed: int = 0            # the views are the same for every run that shares it
     temperature: float = 4.0      # KD temperature T
     kd_weight: float = 0.5        # a: weight of the KD term; CE gets 1 - a
@@ -47,9 +47,9 @@ class Config:
 
     def __post_init__(self):
         checks.check(asdict(self), where="kdlib.Config")
-        if self.mixup and self.fixed_views:
-            raise checks.ParameterError("mixup=True mixes each batch anew, so the teacher must run live on it: "
-                                        "set views=0 (fresh views) with augment=True.")
+        if self.mixup and self.teacher_views == "plain":
+            raise checks.ParameterError('mixup=True trains on blends of two images, which teacher_views="plain" '
+                                        'would not show the teacher: set teacher_views="same".')
         if self.view_order == "epoch" and not (self.augment and self.views > 0):
             raise checks.ParameterError('view_order="epoch" shows each image another of its fixed views every epoch: '
                                         "set augment=True and views > 0.")

@@ -498,17 +498,34 @@ def augment(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
 
 
 def mix(x: torch.Tensor, y: torch.Tensor, num_classes: int, generators) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixup for function matching (Beyer et al. 2022): each image blended with another image of
-    its own member's rows, w x_i + (1 - w) x_j with w ~ U(0, 1) per image, drawn from each member's
-    generator; the labels blended alike, as class probabilities (what cross-entropy then reads)."""
+    """Mixup for function matching (Beyer et al. 2022) on fresh views: each image blended with
+    another image of its own member's rows, with w ~ U(0, 1) per image, drawn from each member's
+    generator (`blend`). With fixed views the partners and weights are a table instead (`mix_table`)."""
     size = len(y) // len(generators)
     partner = torch.cat([k * size + torch.randperm(size, generator=g, device=g.device).to(y.device)
                          for k, g in enumerate(generators)])
     weight = torch.cat([torch.rand(size, generator=g, device=g.device) for g in generators]).to(x.device)
-    mixed = weight.view(-1, 1, 1, 1).to(x.dtype) * x + (1 - weight.view(-1, 1, 1, 1).to(x.dtype)) * x[partner]
-    one_hot = F.one_hot(y, num_classes).float()
-    labels = weight[:, None] * one_hot + (1 - weight[:, None]) * one_hot[partner]
+    return blend(x, x[partner], y, y[partner], weight, num_classes)
+
+
+def blend(x: torch.Tensor, x_partner: torch.Tensor, y: torch.Tensor, y_partner: torch.Tensor, weight: torch.Tensor,
+          num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """w x + (1 - w) x_partner per image, and the labels blended alike, as class probabilities
+    (what cross-entropy then reads)."""
+    w = weight.view(-1, 1, 1, 1).to(x.dtype)
+    mixed = w * x + (1 - w) * x_partner
+    labels = (weight[:, None] * F.one_hot(y, num_classes).float()
+              + (1 - weight[:, None]) * F.one_hot(y_partner, num_classes).float())
     return mixed.contiguous(memory_format=torch.channels_last), labels
+
+
+def mix_table(n: int, views: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup partners and weights for every image's fixed views: (N, V) image indices and (N, V)
+    weights ~ U(0, 1), drawn view by view (each view a permutation of the images), so that the
+    table for V views is the first V columns of the table for more."""
+    partners, weights = zip(*[(torch.randperm(n, generator=generator), torch.rand(n, generator=generator))
+                              for _ in range(views)])
+    return torch.stack(partners, 1), torch.stack(weights, 1)
 
 
 def view_batch(splits: Splits, index: torch.Tensor, views: torch.Tensor, augmented: bool, device) -> torch.Tensor:

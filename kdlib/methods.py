@@ -210,15 +210,18 @@ DECLARED = {m.name: m for m in [  # every method of every lesson, in the order o
     # epoch e): the live teacher's fresh crops at a third of its cost for three seeds.
     _teaching("kd_fresh", "KD on fresh views (one per epoch), the teacher's outputs on each", "KD, fresh\nviews",
               views="epochs", view_order="epoch"),
+    # Mixup on kd_fresh's views: each epoch's blends fixed in advance (a partner and weight per
+    # view), so the teacher's outputs on them are computed once for every seed, not live per seed.
     _teaching("kd_mixup", "KD on mixup of two images (function matching)", "KD, mixup\n(function matching)",
-              views=0, mixup=True),
+              views="epochs", view_order="epoch", mixup=True),
     # Their controls: the same inputs without a teacher, so that what more or other inputs give
     # is not credited to the teaching.
     Method("ce_fresh", "CE on fresh views (one per epoch; control)", (), _ce, label="CE, fresh\nviews",
            lesson="consistency", control="no teacher: the fresh views alone", control_of="kd_fresh",
            settings={"views": "epochs", "view_order": "epoch"}),
     Method("ce_mixup", "CE on mixup of two images (control)", (), _ce, label="CE, mixup", lesson="consistency",
-           control="no teacher: mixup alone", control_of="kd_mixup", settings={"views": 0, "mixup": True}),
+           control="no teacher: mixup alone", control_of="kd_mixup",
+           settings={"views": "epochs", "view_order": "epoch", "mixup": True}),
     # 09: which teacher. With "kd_untrained", "kd_small_teacher" and "kd" (the final teacher).
     *map(_lineage, (5, 15, 30)),
 ]}

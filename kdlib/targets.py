@@ -3,6 +3,7 @@ teacher's logits, attention maps and feature map for each of them, computed once
 so that a student epoch looks them up instead of running the teacher.
 
     make_views(n, cfg)                        -> (N, V, 3) crop offsets and flips
+    make_mixing(n, cfg)                       -> mixup partners and weights of every view, or None
     target_views(n, cfg)                      -> the views the teacher's targets are computed on
     teacher_targets(teacher, splits, cfg)     -> Targets
     distillation_targets(model, x, y, needs)  -> a model's logits, maps and features for one batch
@@ -36,11 +37,14 @@ class Targets:
     teacher: str = ""
     data: str = ""
     feat: torch.Tensor | None = None
+    partners: torch.Tensor | None = None              # (N, V) with mixup: each view blended with this image's
+    weights: torch.Tensor | None = None               # (N, V) same view at this weight (`make_mixing`)
 
     def to(self, device) -> "Targets":
         return Targets(self.views.to(device), _moved(self.logits, device),
                        [m.to(device) for m in self.act], [m.to(device) for m in self.grad],
-                       self.teacher, self.data, _moved(self.feat, device))
+                       self.teacher, self.data, _moved(self.feat, device),
+                       _moved(self.partners, device), _moved(self.weights, device))
 
     def check(self, splits: data.Splits, cfg: Config, teacher: nn.Module | None = None,
               needs=()) -> None:
@@ -54,6 +58,8 @@ class Targets:
         if not torch.equal(self.views.cpu(), target_views(len(splits.y_train), cfg)):
             wrong.append(f"other views (this run: augment={cfg.augment}, views={cfg.views}, "
                          f"view_seed={cfg.view_seed})")
+        if not _same_mixing((self.partners, self.weights), make_mixing(len(splits.y_train), cfg)):
+            wrong.append(f"other mixup (this run: mixup={cfg.mixup})")
         if teacher is not None and self.teacher != weights_digest(teacher):
             wrong.append("another teacher")
         if wrong:
@@ -77,11 +83,51 @@ def _moved(tensor, device):
 
 
 def make_views(n: int, cfg: Config) -> torch.Tensor:
-    """The fixed view table (N, V, 3): identity views without augmentation."""
+    """The fixed view table (N, V, 3): identity views without augmentation. With
+    `view_order = "epoch"` (a view per epoch) drawn view by view, so that a longer schedule's
+    table begins with a shorter one's and the teacher's targets for it are reused (`teacher_targets`)."""
     if not cfg.augment:
         return data.identity_views(n).unsqueeze(1)
     generator = torch.Generator().manual_seed(cfg.view_seed)
+    if cfg.view_order == "epoch":
+        return torch.stack([data.random_views(n, generator) for _ in range(cfg.views)], 1)
     return data.random_views(n * cfg.views, generator).view(n, cfg.views, 3)
+
+
+MIXING_SEED = 1_000_003  # added to view_seed: mixup's draws are not the views' draws
+
+
+def make_mixing(n: int, cfg: Config) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """With mixup on fixed views, each view's partner image and weight, (N, V) each
+    (`data.mix_table`): the same for every seed, so the teacher's outputs on the blends are
+    computed once for all of them. None without mixup, or with fresh views (mixed live)."""
+    if not (cfg.mixup and cfg.fixed_views):
+        return None
+    return data.mix_table(n, cfg.views, torch.Generator().manual_seed(cfg.view_seed + MIXING_SEED))
+
+
+def _same_mixing(held, wanted) -> bool:
+    if wanted is None:
+        return held[0] is None
+    return held[0] is not None and all(torch.equal(h.cpu(), w) for h, w in zip(held, wanted))
+
+
+def mixed_view_batch(splits: data.Splits, index: torch.Tensor, view: torch.Tensor, views: torch.Tensor,
+                     mixing, augmented: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training images `index` in their views number `view` (from the (N, V, 3) table `views`),
+    each blended with its partner in the same view number where `mixing` is given: the images
+    and the labels (class probabilities with mixup, class indices without), on `device`. The
+    student's batch and the teacher's, so that both see the very same pixels."""
+    def at(table, images):  # a table's entries for these images in view number `view`, wherever it lives
+        return table[images.to(table.device), view.to(table.device)]
+
+    x = data.view_batch(splits, index, at(views, index), augmented, device)
+    y = splits.y_train[index].to(device, non_blocking=True)
+    if mixing is None:
+        return x, y
+    partner, weight = at(mixing[0], index).to(index.device), at(mixing[1], index)
+    x_partner = data.view_batch(splits, partner, at(views, partner), augmented, device)
+    return data.blend(x, x_partner, y, splits.y_train[partner].to(device), weight.to(device), splits.num_classes)
 
 
 def target_views(n: int, cfg: Config) -> torch.Tensor:
@@ -127,62 +173,90 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     pass yields the other two almost free); `needs` asks for fewer (logits alone need no
     backward pass), or for "feat", the feature map the feature methods match (float16:
     2,048 values per view for the tutorial's DeepNN, 164 MB for 5,000 images x 8 views).
+    With mixup on fixed views, the outputs are the teacher's on each view's blend (`make_mixing`).
 
     Cached on disk (in kdlib's cache folder) under a key of the teacher's weights, the
-    training images, the views, the device type, the precision and the code that computes them
-    (`identity.TARGETS_CODE`: not the students' engine or recipes), so every student run of a
-    series shares them. A damaged cache file is computed again, with a warning.
+    training images, the views (and mixup), the device type, the precision and the code that
+    computes them (`identity.TARGETS_CODE`: not the students' engine or recipes), so every
+    student run of a series shares them. With a view per epoch (`view_order = "epoch"`), a
+    cached table of a shorter schedule serves as the first views of a longer one: only the
+    rest is computed. A damaged cache file is computed again, with a warning.
     """
     device = resolve_device(cfg.device)
     views = target_views(len(splits.y_train), cfg)
+    mixing = make_mixing(len(splits.y_train), cfg)
     teacher_id = weights_digest(teacher)
     needs = tuple(name for name in (*ALL_TARGETS, "feat") if name in needs)
     if {"act", "grad"} & set(needs):  # the gradient pass yields the rest almost free: keep all for later methods
         needs = tuple(dict.fromkeys((*ALL_TARGETS, *needs)))
     feature_stage = hint_stage(cfg.family)
 
-    def cached(kinds):
-        key = identity.key(digest(views), teacher_id, splits.fingerprint, device.type, precision(device, cfg.amp),
-                           identity.TARGETS_CODE, kinds, feature_stage if "feat" in kinds else None)
+    def cached(kinds, first=None):  # the cache file of the first `first` views (all by default)
+        mixed = None if mixing is None else [digest(m[:, :first]) for m in mixing]
+        key = identity.key(digest(views[:, :first]), teacher_id, splits.fingerprint, device.type,
+                           precision(device, cfg.amp), identity.TARGETS_CODE, kinds,
+                           feature_stage if "feat" in kinds else None, *([mixed] if mixed else []))
         return data.cache_dir() / "targets" / f"{key}.pt"
 
     path = cached(needs)
     supersets = [kinds for kinds in (ALL_TARGETS, (*ALL_TARGETS, "feat")) if set(needs) <= set(kinds)]
     for candidate in dict.fromkeys([path, *map(cached, supersets)]):  # a cached superset serves too
-        if cache and candidate.is_file():
-            try:
-                return Targets(**load_tensors(candidate))
-            except Exception as error:  # truncated, damaged or foreign: compute them again
-                warnings.warn(f"The cached teacher targets {candidate} could not be read ({type(error).__name__}: "
-                              f"{error}); computing them again.", stacklevel=2)
-
+        if cache and (held := _read(candidate)) is not None:
+            return held
+    targets = Targets(views=views, teacher=teacher_id, data=splits.fingerprint,
+                      partners=None if mixing is None else mixing[0], weights=None if mixing is None else mixing[1])
+    first, done = 0, {}
+    if cache and cfg.view_order == "epoch":  # the longest cached table of this one's first views
+        for shorter in range(views.shape[1] - 1, 0, -1):
+            if (held := _read(cached(needs, shorter))) is not None:
+                first, done = shorter, {name: getattr(held, name) for name in needs}
+                break
     teacher = teacher.to(device, memory_format=torch.channels_last).eval()
-    n, v = views.shape[:2]
-    flat_views = views.view(n * v, 3)
-    image_of = torch.arange(n).repeat_interleave(v)
-    chunks: dict[str, list] = {}
-    for start in range(0, n * v, 1000):
-        rows = slice(start, start + 1000)
-        index = image_of[rows]
-        x = data.view_batch(splits, index.to(splits.device), flat_views[rows].to(splits.device), cfg.augment, device)
-        with autocast(device, cfg.amp):
-            out = distillation_targets(teacher, x, splits.y_train[index].to(device), needs, feature_stage)
-        for name, value in out.items():
-            value = value.half() if name == "feat" else value  # float16 at once: the largest target
-            chunks.setdefault(name, []).append(value if name in ("logits", "feat") else list(value))
-
-    def stack(name, dtype):
-        return torch.cat(chunks[name]).to("cpu", dtype).view(n, v, -1)
-
-    targets = Targets(views=views, teacher=teacher_id, data=splits.fingerprint)
-    if "logits" in chunks:
-        targets.logits = stack("logits", torch.float32)
-    if "feat" in chunks:  # float16: half the memory; ReLU features of O(1) lose nothing that matters
-        targets.feat = stack("feat", torch.float16)
-    for name in ("act", "grad"):  # maps as float16: half the memory, ample precision
-        if name in chunks:
-            setattr(targets, name, [torch.cat(stage).to("cpu", torch.float16).view(n, v, -1)
-                                    for stage in zip(*chunks[name])])
+    rest = _computed(teacher, splits, cfg, views, mixing, range(first, views.shape[1]), needs, feature_stage, device)
+    for name, value in rest.items():
+        joined = (torch.cat([done[name], value], 1) if name in ("logits", "feat") else
+                  [torch.cat(pair, 1) for pair in zip(done[name], value)]) if done else value
+        setattr(targets, name, joined)
     if cache:
         save_tensors(vars(targets), path)
     return targets
+
+
+def _read(path) -> Targets | None:
+    """Cached targets, or None where there are none (or they cannot be read: computed again)."""
+    if not path.is_file():
+        return None
+    try:
+        return Targets(**load_tensors(path))
+    except Exception as error:  # truncated, damaged or foreign: compute them again
+        warnings.warn(f"The cached teacher targets {path} could not be read ({type(error).__name__}: "
+                      f"{error}); computing them again.", stacklevel=3)
+        return None
+
+
+def _computed(teacher: nn.Module, splits: data.Splits, cfg: Config, views: torch.Tensor, mixing, columns: range,
+              needs, feature_stage, device) -> dict:
+    """The teacher's outputs for views number `columns` of every image: logits (N, v, K) float32,
+    feat (N, v, D) and each stage's maps (N, v, H*W) float16, in chunks of 1,000 images."""
+    n, v = len(splits.y_train), len(columns)
+    image_of = torch.arange(n).repeat_interleave(v)
+    view_of = torch.tensor(list(columns), dtype=torch.int64).repeat(n)
+    chunks: dict[str, list] = {}
+    for start in range(0, n * v, 1000):
+        rows = slice(start, start + 1000)
+        x, y = mixed_view_batch(splits, image_of[rows].to(splits.device), view_of[rows].to(splits.device), views,
+                                mixing, cfg.augment, device)
+        with autocast(device, cfg.amp):
+            out = distillation_targets(teacher, x, y, needs, feature_stage)
+        for name, value in out.items():
+            value = value.half() if name == "feat" else value  # float16 at once: the largest target
+            chunks.setdefault(name, []).append(value if name in ("logits", "feat") else list(value))
+    out = {}
+    if "logits" in chunks:
+        out["logits"] = torch.cat(chunks["logits"]).to("cpu", torch.float32).view(n, v, -1)
+    if "feat" in chunks:  # float16: half the memory; ReLU features of O(1) lose nothing that matters
+        out["feat"] = torch.cat(chunks["feat"]).to("cpu", torch.float16).view(n, v, -1)
+    for name in ("act", "grad"):  # maps as float16: half the memory, ample precision
+        if name in chunks:
+            out[name] = [torch.cat(stage).to("cpu", torch.float16).view(n, v, -1) for stage in zip(*chunks[name])]
+    return out

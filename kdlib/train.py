@@ -43,7 +43,7 @@ from .files import load_tensors, save_tensors, weights_digest
 from .members import Members
 from .models import forward_features, hint_stage, segments
 from .evaluation import evaluate, predict
-from .targets import Targets, distillation_targets, make_views, teacher_targets
+from .targets import Targets, distillation_targets, make_mixing, make_views, mixed_view_batch, teacher_targets
 
 
 @dataclass
@@ -199,9 +199,11 @@ def _check_inputs(models, seeds, splits: data.Splits, recipe: methods.Method, te
 @dataclass
 class _TeacherSource:
     """Where a step's teacher targets come from: the table of every view's (fixed views), the
-    teacher run live on the step's batch (fresh views), or nowhere (a method with no teacher)."""
+    teacher run live on the step's batch (fresh views), or nowhere (a method with no teacher);
+    and the student's fixed views (with mixup, their blends) that the table's rows are for."""
 
     views: torch.Tensor | None = None      # the student's fixed view table (N, V, 3); None: fresh views
+    mixing: tuple | None = None            # with mixup on fixed views: each view's partner and weight (N, V)
     table: Targets | None = None
     live: nn.Module | None = None
     needs: tuple = ()
@@ -233,6 +235,8 @@ def _teacher_source(recipe: methods.Method, teacher, targets: Targets | None, sp
         source.table = targets.to(splits.device)
     if cfg.fixed_views:
         source.views = make_views(len(splits.y_train), cfg).to(splits.device)
+        mixing = make_mixing(len(splits.y_train), cfg)
+        source.mixing = None if mixing is None else tuple(m.to(splits.device) for m in mixing)
     return source
 
 
@@ -291,11 +295,8 @@ def _epoch(step: _Step, splits: data.Splits, generators, optimizer, scheduler, s
     orders = [torch.randperm(len(splits.y_train), generator=g, device=splits.device) for g in generators]
     for k in range(steps_per_epoch):
         rows = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
-        index, choice, x = _batch(splits, orders, generators, step.teacher.views, cfg, rows, step.device, epoch)
+        index, choice, x, taught = _batch(splits, orders, generators, step.teacher, cfg, rows, step.device, epoch)
         y = splits.y_train[index].to(step.device, non_blocking=True)
-        taught = y
-        if cfg.mixup:  # function matching: the live teacher sees these very mixed images
-            x, taught = data.mix(x, y, splits.num_classes, generators)
         logits, per_member = step(index, choice, x, taught)
         loss = sum(value.sum() for value in per_member.values())
         optimizer.zero_grad(set_to_none=True)
@@ -329,26 +330,30 @@ def _record_epoch(runs: list[Run], epoch: int, sums: dict, seconds: float, split
         run.history.append(row)
 
 
-def _batch(splits: data.Splits, orders, generators, view_table, cfg: Config, rows: slice, device, epoch: int = 1):
+def _batch(splits: data.Splits, orders, generators, source: _TeacherSource, cfg: Config, rows: slice, device,
+           epoch: int = 1):
     """One step's batch for every member, one after another: each member's next images (its
-    own shuffled order) in one of their views (a fixed view from `view_table`: drawn at random,
+    own shuffled order) in one of their views (a fixed view from `source.views`: drawn at random,
     or with `cfg.view_order = "epoch"` view (epoch - 1) mod V of every image; or a fresh crop and
-    flip), augmented and normalized on the device. Returns the image indices, the view choices
-    (for the teacher's targets of exactly those views) and the images."""
-    index, choice, views = [], [], []
-    for order, generator in zip(orders, generators):
-        index.append(order[rows])
-        if view_table is None:
-            views.append(data.random_views(len(index[-1]), generator))
-        elif cfg.view_order == "epoch":  # with V = epochs, a view never shown before at every epoch
-            choice.append(torch.full((len(index[-1]),), (epoch - 1) % view_table.shape[1], device=splits.device))
-            views.append(view_table[index[-1], choice[-1]])
-        else:
-            choice.append(torch.randint(0, view_table.shape[1], (len(index[-1]),),
-                                        generator=generator, device=splits.device))
-            views.append(view_table[index[-1], choice[-1]])
-    index, views = torch.cat(index), torch.cat(views)
-    return index, (torch.cat(choice) if choice else None), data.view_batch(splits, index, views, cfg.augment, device)
+    flip), with mixup blended with a partner (from `source.mixing` on fixed views; with fresh
+    views drawn now within each member's rows), augmented and normalized on the device. Returns
+    the image indices, the view choices (for the teacher's targets of exactly those views), the
+    images and what the loss is taught (the labels; with mixup, blended class probabilities)."""
+    index = torch.cat([order[rows] for order in orders])
+    size = len(index) // len(orders)
+    if source.views is None:  # fresh views
+        views = torch.cat([data.random_views(size, g) for g in generators])
+        x = data.view_batch(splits, index, views, cfg.augment, device)
+        y = splits.y_train[index].to(device, non_blocking=True)
+        if cfg.mixup:  # function matching: the live teacher sees these very mixed images
+            return index, None, *data.mix(x, y, splits.num_classes, generators)
+        return index, None, x, y
+    count = source.views.shape[1]
+    if cfg.view_order == "epoch":  # with V = epochs, a view never shown before at every epoch
+        choice = torch.full((len(index),), (epoch - 1) % count, device=splits.device)
+    else:
+        choice = torch.cat([torch.randint(0, count, (size,), generator=g, device=splits.device) for g in generators])
+    return index, choice, *mixed_view_batch(splits, index, choice, source.views, source.mixing, cfg.augment, device)
 
 
 def _held_out_accuracy(model: nn.Module, splits: data.Splits, cfg: Config) -> dict:

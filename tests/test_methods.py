@@ -139,7 +139,8 @@ def test_a_way_of_teaching_is_kd_with_its_declared_settings_and_tables_compare_i
     cfg = Config(epochs=30, views=8)
     assert experiment.method_config("kd_plain", cfg).teacher_views == "plain"
     assert experiment.method_config("kd_fresh", cfg).views == 30  # "epochs": a view per epoch
-    assert experiment.method_config("kd_mixup", cfg).mixup and experiment.method_config("kd_mixup", cfg).views == 0
+    mixup = experiment.method_config("kd_mixup", cfg)  # on kd_fresh's views, each blended with a partner
+    assert mixup.mixup and mixup.views == 30 and mixup.view_order == "epoch"
     assert experiment.method_config("kd", cfg) == cfg
     # Its own code: a run of KD is never taken for a run of kd_plain (nor the other way round).
     assert identity.recipe_code("kd_plain") != identity.recipe_code("kd")

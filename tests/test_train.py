@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -150,8 +152,8 @@ def _probe(seen: list):
     return kdlib.methods.Method("probe", "probe", ("logits",), loss, kd.knobs)
 
 
-@pytest.mark.parametrize("views, mixup", [(3, False), (0, False), (0, True)],
-                         ids=["fixed views", "live teacher", "live teacher on mixed images"])
+@pytest.mark.parametrize("views, mixup", [(3, False), (0, False), (0, True), (3, True)],
+                         ids=["fixed views", "live teacher", "live teacher on mixed images", "fixed mixed views"])
 def test_every_step_gets_the_teachers_targets_for_exactly_its_own_view(synthetic, tmp_cache, views, mixup):
     teacher = kdlib.build("DeepNN", seed=1).eval()
     seen = [teacher]
@@ -170,8 +172,9 @@ def test_view_order_epoch_shows_every_image_its_next_view_each_epoch_with_its_ow
     table = kdlib.targets.make_views(len(splits.y_train), cfg)
     generators = [torch.Generator().manual_seed(0)]
     for epoch in (1, 2, 3, 4):
-        _, choice, _ = kdlib.train._batch(splits, [torch.randperm(300)], generators, table, cfg, slice(0, 100),
-                                          torch.device("cpu"), epoch)
+        _, choice, _, _ = kdlib.train._batch(splits, [torch.randperm(300)], generators,
+                                             kdlib.train._TeacherSource(views=table), cfg, slice(0, 100),
+                                             torch.device("cpu"), epoch)
         assert (choice == (epoch - 1) % 3).all()
     teacher = kdlib.build("DeepNN", seed=1).eval()
     seen = [teacher]
@@ -179,6 +182,58 @@ def test_view_order_epoch_shows_every_image_its_next_view_each_epoch_with_its_ow
     assert len(seen) == 1 + 3 * 3
     for given, live in seen[1:]:
         torch.testing.assert_close(given, live, rtol=1e-4, atol=1e-4)
+
+
+def test_mixup_on_fixed_views_blends_the_same_partner_for_every_seed_and_teaches_the_blended_labels(synthetic):
+    splits = synthetic.subset(300)
+    cfg = Config(epochs=4, batch_size=100, views=4, view_order="epoch", mixup=True, progress=False)
+    partners, weights = kdlib.targets.make_mixing(300, cfg)
+    assert partners.shape == weights.shape == (300, 4) and ((weights > 0) & (weights < 1)).all()
+    assert all(sorted(partners[:, k].tolist()) == list(range(300)) for k in range(4))  # a permutation per view
+    source = kdlib.train._TeacherSource(views=kdlib.targets.make_views(300, cfg), mixing=(partners, weights))
+    # two seeds, each in its own order: image i in view 1 is the same blend, whichever seed draws it
+    orders = [torch.randperm(300, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    index, choice, x, taught = kdlib.train._batch(splits, orders, [torch.Generator().manual_seed(s) for s in (0, 1)],
+                                                  source, cfg, slice(0, 150), torch.device("cpu"), epoch=2)
+    assert (choice == 1).all() and x.shape[0] == taught.shape[0] == 300
+    blend = {}
+    for i, image in enumerate(index.tolist()):
+        if image in blend:
+            torch.testing.assert_close(x[i], blend[image])
+        blend[image] = x[i]
+    assert len(blend) < 300  # the two seeds' halves overlap, so the check above ran
+    i = 0
+    p, w = partners[index[i], 1], weights[index[i], 1]
+    own = kdlib.data.view_batch(splits, index[i:i + 1], source.views[index[i:i + 1], 1], True, "cpu")
+    other = kdlib.data.view_batch(splits, p.view(1), source.views[p.view(1), 1], True, "cpu")
+    torch.testing.assert_close(x[0:1], w * own + (1 - w) * other)
+    expected = torch.zeros(splits.num_classes)
+    expected[splits.y_train[index[i]]] += w
+    expected[splits.y_train[p]] += 1 - w
+    torch.testing.assert_close(taught[0], expected)
+
+
+def test_a_longer_schedules_fresh_view_targets_reuse_a_shorter_ones(synthetic, tmp_cache, monkeypatch):
+    """A view per epoch, drawn view by view: 08's 60-epoch table is the first 60 views of its
+    120-epoch one, so the longer computes only the views it adds, and gives what it would alone."""
+    splits = synthetic.subset(200)
+    teacher = kdlib.build("DeepNN", seed=1).eval()
+    short, long = (Config(epochs=e, views=e, view_order="epoch", mixup=True, progress=False) for e in (2, 5))
+    assert torch.equal(kdlib.targets.make_views(200, long)[:, :2], kdlib.targets.make_views(200, short))
+    assert all(torch.equal(a[:, :2], b) for a, b in zip(kdlib.targets.make_mixing(200, long),
+                                                        kdlib.targets.make_mixing(200, short)))
+    kdlib.teacher_targets(teacher, splits, short, needs=("logits",))
+    computed = []
+    real = kdlib.targets._computed
+    monkeypatch.setattr(kdlib.targets, "_computed", lambda *a, **k: computed.append(a[5]) or real(*a, **k))
+    reused = kdlib.teacher_targets(teacher, splits, long, needs=("logits",))
+    assert computed == [range(2, 5)]
+    alone = kdlib.teacher_targets(teacher, splits, long, cache=False, needs=("logits",))
+    assert reused.logits.shape == (200, 5, 10)
+    torch.testing.assert_close(reused.logits, alone.logits)
+    reused.check(splits, long, teacher, ("logits",))
+    with pytest.raises(ValueError, match="other mixup"):
+        reused.check(splits, replace(long, mixup=False), teacher, ("logits",))
 
 
 def test_inconsistent_teaching_gives_the_plain_images_targets_whatever_view_the_student_sees(synthetic, tmp_cache):
@@ -209,7 +264,7 @@ def test_mix_blends_each_image_with_one_of_its_own_members_rows():
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(mixup=True, views=8), "set views=0"), (dict(teacher_views="plain", views=0), "views > 0"),
+    (dict(mixup=True, teacher_views="plain"), 'teacher_views="same"'), (dict(teacher_views="plain", views=0), "views > 0"),
     (dict(teacher_views="sometimes"), "teacher_views"), (dict(view_order="epoch", views=0), "views > 0"),
     (dict(view_order="epoch", augment=False), "augment=True"),
 ])
