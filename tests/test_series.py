@@ -200,20 +200,20 @@ def test_the_published_notebooks_keep_the_parameters_that_ran(tmp_path):
 
 # ----------------------------------------------------------------------------- Ctrl-C and SIGTERM stop everything
 
-def _start(run_dir: Path, *extra) -> subprocess.Popen:
+def _start(run_dir: Path, *extra, epochs: int = 40) -> subprocess.Popen:
     """A smoke series whose teacher trains long enough to be interrupted, in a process group of
     its own (as a terminal runs a command)."""
     command = [sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--notebooks", "01_teacher.ipynb",
-               "02_student_baseline.ipynb", "-p", "teacher_epochs", "40", *extra]
+               "02_student_baseline.ipynb", "-p", "teacher_epochs", str(epochs), *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def _wait_for_epoch(run_dir: Path, epoch: int, process, timeout=240):
+def _wait_for_epoch(run_dir: Path, epoch: int, process, timeout=240, epochs: int = 40):
     import time
     log = run_dir / "progress.log"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if log.is_file() and f"epoch {epoch}/40" in log.read_text():
+        if log.is_file() and f"epoch {epoch}/{epochs}" in log.read_text():
             return
         assert process.poll() is None, process.communicate()
         time.sleep(0.2)
@@ -227,8 +227,9 @@ def test_a_stopped_series_ends_every_process_says_how_to_resume_and_resumes(tmp_
     import time
     from kdlib import stopping
     run_dir = tmp_path / "run"
-    process = _start(run_dir, "--out", str(run_dir))
-    _wait_for_epoch(run_dir, 2, process)
+    epochs = 12  # stopped in epoch 3, a second or two each: ten epochs to spare, and few for the resumed run
+    process = _start(run_dir, "--out", str(run_dir), epochs=epochs)
+    _wait_for_epoch(run_dir, 2, process, epochs=epochs)
     started = stopping.children(process.pid)  # the kernel among them
     assert started
     sent = time.monotonic()
@@ -244,14 +245,14 @@ def test_a_stopped_series_ends_every_process_says_how_to_resume_and_resumes(tmp_
     time.sleep(0.5)
     assert not [pid for pid in started if stopping._alive(pid)]  # the kernel did not go on training
     command = err.split("To continue where it stopped:")[1].strip()
-    assert command.startswith("python -m kdlib.series --profile smoke --resume") and "-p teacher_epochs 40" in command
+    assert command.startswith("python -m kdlib.series --profile smoke --resume") and f"-p teacher_epochs {epochs}" in command
     assert list((run_dir / "checkpoints").glob("teacher.state.pt"))  # the last finished epoch is kept
     log_before = (run_dir / "progress.log").read_text().count("teacher  epoch")
 
     resumed = subprocess.run([sys.executable, *command.split()[1:]], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "continuing after epoch" in (run_dir / "01_teacher.ipynb").read_text()
-    assert (run_dir / "progress.log").read_text().count("teacher  epoch") < log_before + 40  # not from epoch 1
+    assert (run_dir / "progress.log").read_text().count("teacher  epoch") < log_before + epochs  # not from epoch 1
 
 
 @pytest.mark.notebooks
