@@ -207,7 +207,7 @@ DECLARED = {m.name: m for m in [  # every method of every lesson, in the order o
     _teaching("kd_plain", "KD, the teacher's outputs on the plain image (inconsistent)", "KD, teacher\non plain image",
               teacher_views="plain"),
     # A fresh view every epoch, the teacher's outputs on each computed once (V = epochs, view e at
-    # epoch e): the live teacher's fresh crops at a third of its cost for three seeds.
+    # epoch e): the live teacher's fresh crops at a quarter of its cost for the course's four seeds.
     _teaching("kd_fresh", "KD on fresh views (one per epoch), the teacher's outputs on each", "KD, fresh\nviews",
               views="epochs", view_order="epoch"),
     # Mixup on kd_fresh's views: each epoch's blends fixed in advance (a partner and weight per

@@ -5,7 +5,7 @@
 
 Profiles (kdlib.profiles; any parameter can be overridden with -p):
     course    the CPU course (default): the published teacher, students on 5,000 training
-              images (5,000 more for validation), 60 epochs x 3 seeds, the controls, sweeps
+              images (5,000 more for validation), 60 epochs x 4 seeds, the controls, sweeps
               with 2 seeds (minutes per notebook: README, "The CPU course")
     full      the full scale: the published teacher, students 30 epochs on the 45,000 training
               images outside the validation split, 3 seeds (hours on a 2-core CPU; README)
