@@ -34,6 +34,7 @@ from .files import digest, load_tensors, save_tensors, source_digest
 
 IMAGE_SIZE = 32
 CROP_PADDING = 4
+CROP_OFFSETS = 2 * CROP_PADDING + 1  # crop positions per axis: dy, dx in [0, 2 * CROP_PADDING]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -467,7 +468,7 @@ def random_views(n: int, generator: torch.Generator, device=None) -> torch.Tenso
 
     dy, dx in [0, 2*CROP_PADDING] index the crop in the padded image; flip is 0 or 1.
     """
-    offsets = torch.randint(0, 2 * CROP_PADDING + 1, (n, 2), generator=generator,
+    offsets = torch.randint(0, CROP_OFFSETS, (n, 2), generator=generator,
                             device=generator.device)
     flips = torch.randint(0, 2, (n, 1), generator=generator, device=generator.device)
     return torch.cat([offsets, flips], 1).to(device)

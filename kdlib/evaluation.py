@@ -4,6 +4,7 @@ the test-set metrics every record holds.
     predict(model, images, splits)                  -> logits
     attention_maps(model, splits, images, labels)   -> per-stage maps, for pictures
     fidelity(model, teacher, splits)                -> how closely it matches the teacher, on training and test images
+    teacher_outputs(teacher, splits)                -> what evaluate needs of a teacher, computed once into the cache
     evaluate(model, splits, teacher)                -> accuracy, per class, confusion, ECE, fidelity, map similarity
 """
 
@@ -12,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import data, methods
+from . import data, identity, methods
 from .config import Config, autocast, precision, resolve_device
-from .files import weights_digest
+from .files import read_cache, save_tensors, weights_digest
 from .losses import expected_calibration_error
 from .targets import distillation_targets
 
@@ -62,22 +63,43 @@ def _maps(model, splits, images, labels, kinds, cfg=None, batch_size: int = 500)
 
 
 MAP_SIMILARITY_IMAGES = 2000  # a fixed random sample of the test set: a mean cosine needs no more
-# What is computed once per teacher and shared by every student of a series (a DeepNN pass over
-# the 10,000 test images is ~3 s of CPU): its test predictions and its maps of the sample, for
-# the last two teachers of each kind (a series alternates between its teacher and a control's).
+# What is computed once per teacher and shared by every student of a series: its test and
+# training predictions and its maps of the sample (38 s of one CPU thread for the course's
+# DeepNN, measured on a 2-core Intel Xeon: each side-by-side worker used to pay it). Kept on
+# disk (`teacher_outputs`) and in memory for the last two teachers of each kind (a series
+# alternates between its teacher and a control's).
 _TEACHERS_KEPT = 2
 _per_teacher: dict = {}
 
 
 def _for_teacher(what: str, teacher: nn.Module, splits: data.Splits, cfg: Config | None, compute):
     cfg = cfg or Config(progress=False)
-    key = (what, weights_digest(teacher), splits.fingerprint, precision(resolve_device(cfg.device), cfg.amp))
+    device = resolve_device(cfg.device)
+    key = identity.key(what, weights_digest(teacher), splits.fingerprint, device.type, precision(device, cfg.amp),
+                       identity.EVALUATION_CODE)
     if key not in _per_teacher:
-        same_kind = [k for k in _per_teacher if k[0] == what]
+        same_kind = [k for k, (kind, _) in _per_teacher.items() if kind == what]
         if len(same_kind) >= _TEACHERS_KEPT:
             del _per_teacher[same_kind[0]]
-        _per_teacher[key] = compute()
-    return _per_teacher[key]
+        _per_teacher[key] = (what, _on_disk(data.cache_dir() / "teacher-outputs" / f"{key}.pt", compute))
+    return _per_teacher[key][1]
+
+
+def _on_disk(path, compute):
+    """`compute()`'s tensors, read from `path` where an earlier process wrote them, else computed and written there."""
+    held = read_cache(path, "teacher outputs")
+    if held is None:
+        held = compute()
+        save_tensors(held, path)
+    return held
+
+
+def teacher_outputs(teacher: nn.Module, splits: data.Splits, cfg: Config | None = None) -> None:
+    """Compute (or read) what `evaluate` needs of `teacher` and put it in the cache, so that
+    the processes that train students side by side read it instead of each computing it."""
+    for split in ("train", "test"):
+        _teacher_log_probs(teacher, split, splits, cfg)
+    _teacher_maps(teacher, splits, cfg)
 
 
 def _map_sample(splits: data.Splits) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +114,11 @@ def _teacher_log_probs(teacher: nn.Module, split: str, splits: data.Splits, cfg:
     images = splits.x_test if split == "test" else splits.x_train
     return _for_teacher(f"log_probs {split}", teacher, splits, cfg,
                         lambda: predict(teacher, images, splits, cfg).log_softmax(1))
+
+
+def _teacher_maps(teacher: nn.Module, splits: data.Splits, cfg: Config | None) -> dict[str, list[torch.Tensor]]:
+    images, labels = _map_sample(splits)
+    return _for_teacher("maps", teacher, splits, cfg, lambda: _maps(teacher, splits, images, labels, ("act", "grad"), cfg))
 
 
 def fidelity(model: nn.Module, teacher: nn.Module, splits: data.Splits, cfg: Config | None = None,
@@ -119,7 +146,7 @@ def map_similarity(model: nn.Module, teacher: nn.Module, splits: data.Splits,
     attention method transferred anything shows here, against the CE student's similarity."""
     kinds = ("act", "grad")
     images, labels = _map_sample(splits)
-    theirs = _for_teacher("maps", teacher, splits, cfg, lambda: _maps(teacher, splits, images, labels, kinds, cfg))
+    theirs = _teacher_maps(teacher, splits, cfg)
     own = _maps(model, splits, images, labels, kinds, cfg)
     return {kind: [float((m * t).sum(1).mean()) for m, t in methods.matched(own[kind], their_maps)]
             for kind, their_maps in theirs.items()}

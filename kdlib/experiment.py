@@ -14,7 +14,7 @@ from . import checks, data, identity, published, results
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import Config, cpu_workers, describe_device, resolve_device
 from .data import Splits
-from .evaluation import evaluate
+from .evaluation import evaluate, teacher_outputs
 from .files import load_tensors, same_file, weights_digest
 from .methods import get as get_method, teaches_here
 from .models import build, student_architecture, teacher_architecture
@@ -237,6 +237,8 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     targets = teacher_targets(teacher, splits, cfg, needs=recipe.needs) if pending and recipe.needs and cfg.fixed_views else None
     workers = min(cpu_workers(cfg.workers), len(pending)) if resolve_device(cfg.device).type == "cpu" else 1
     if workers > 1:  # the groups side by side, each in a process of one thread
+        if teacher is not None:  # what the workers' metrics need of it, computed here once for both
+            teacher_outputs(teacher, splits, cfg)
         done.update(_train_side_by_side(workers, method, splits, cfg, pending, given_teacher, results_dir,
                                         checkpoint_dir, reuse, tag, meta))
         pending = []

@@ -18,6 +18,7 @@ import ast
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -65,6 +66,20 @@ def save_tensors(obj, path: str | os.PathLike) -> Path:
 def load_tensors(path: str | os.PathLike):
     """torch.load that can only rebuild tensors and plain values: never runs code from the file."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_cache(path: str | os.PathLike, what: str, build=lambda held: held):
+    """`build(tensors)` of a cache file, or None where there is none or it cannot be read or
+    built (truncated, damaged or foreign: the caller computes it again; a warning says so)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return build(load_tensors(path))
+    except Exception as error:
+        warnings.warn(f"The cached {what} {path} could not be read ({type(error).__name__}: {error}); "
+                      "computing them again.", stacklevel=3)
+        return None
 
 
 def digest(*tensors: torch.Tensor) -> str:

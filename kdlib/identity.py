@@ -11,7 +11,8 @@ the device and precision it resolved to), the engine's code (ENGINE_CODE) and it
 (`recipe_code`: the definitions in methods.py that its loss uses, so that a new method beside
 it changes nothing of it), the data's content, its teacher's weights, the recipe it was trained
 with and the seeds it was trained together with (stacked seeds share one stream of dropout
-masks, `kdlib.members`). The teacher's cached targets depend on less: TARGETS_CODE.
+masks, `kdlib.members`). The teacher's cached targets depend on less: TARGETS_CODE; its
+cached outputs for the metrics, EVALUATION_CODE.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ ENGINE_CODE = source_digest(*(_HERE / f"{m}.py" for m in (
     "config", "data", "evaluation", "losses", "members", "models", "targets", "train")))
 # What computes the teacher's targets (their cache key; the student's engine and recipes are not in it).
 TARGETS_CODE = source_digest(*(_HERE / f"{m}.py" for m in ("config", "data", "losses", "models", "targets")))
+# What computes a teacher's outputs for the metrics (its test and training predictions, its maps): their cache key.
+EVALUATION_CODE = source_digest(*(_HERE / f"{m}.py" for m in ("config", "data", "evaluation", "losses", "models",
+                                                              "targets")))
 
 
 @lru_cache(maxsize=None)

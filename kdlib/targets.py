@@ -11,7 +11,6 @@ so that a student epoch looks them up instead of running the teacher.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -19,7 +18,7 @@ from torch import nn
 
 from . import data, identity
 from .config import Config, autocast, precision, resolve_device
-from .files import digest, load_tensors, save_tensors, weights_digest
+from .files import digest, read_cache, save_tensors, weights_digest
 from .losses import activation_attention, gradient_attention
 from .models import forward_features, hint_stage
 
@@ -180,7 +179,9 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     computes them (`identity.TARGETS_CODE`: not the students' engine or recipes), so every
     student run of a series shares them. With a view per epoch (`view_order = "epoch"`), a
     cached table of a shorter schedule serves as the first views of a longer one: only the
-    rest is computed. A damaged cache file is computed again, with a warning.
+    rest is computed. An input met twice (without mixup, an image drawn again in the same crop
+    and flip: 35 of 120 fresh views of each image, of 162 possible) is computed once. A damaged
+    cache file is computed again, with a warning.
     """
     device = resolve_device(cfg.device)
     views = target_views(len(splits.y_train), cfg)
@@ -212,7 +213,7 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
                 first, done = shorter, {name: getattr(held, name) for name in needs}
                 break
     teacher = teacher.to(device, memory_format=torch.channels_last).eval()
-    rest = _computed(teacher, splits, cfg, views, mixing, range(first, views.shape[1]), needs, feature_stage, device)
+    rest = _computed(teacher, splits, cfg, views, mixing, done, first, needs, feature_stage, device)
     for name, value in rest.items():
         joined = (torch.cat([done[name], value], 1) if name in ("logits", "feat") else
                   [torch.cat(pair, 1) for pair in zip(done[name], value)]) if done else value
@@ -224,25 +225,41 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
 
 def _read(path) -> Targets | None:
     """Cached targets, or None where there are none (or they cannot be read: computed again)."""
-    if not path.is_file():
-        return None
-    try:
-        return Targets(**load_tensors(path))
-    except Exception as error:  # truncated, damaged or foreign: compute them again
-        warnings.warn(f"The cached teacher targets {path} could not be read ({type(error).__name__}: "
-                      f"{error}); computing them again.", stacklevel=3)
-        return None
+    return read_cache(path, "teacher targets", lambda held: Targets(**held))
 
 
-def _computed(teacher: nn.Module, splits: data.Splits, cfg: Config, views: torch.Tensor, mixing, columns: range,
-              needs, feature_stage, device) -> dict:
-    """The teacher's outputs for views number `columns` of every image: logits (N, v, K) float32,
-    feat (N, v, D) and each stage's maps (N, v, H*W) float16, in chunks of 1,000 images."""
-    n, v = len(splits.y_train), len(columns)
-    image_of = torch.arange(n).repeat_interleave(v)
-    view_of = torch.tensor(list(columns), dtype=torch.int64).repeat(n)
+def _inputs(views: torch.Tensor, mixing) -> torch.Tensor:
+    """(N, V) numbers of the teacher's inputs, equal where two (image, view) cells are the same
+    pixels: without mixup, the same image in the same crop and flip; with mixup, never (a
+    blend's weight is drawn from a continuum)."""
+    n, v = views.shape[:2]
+    if mixing is not None:
+        return torch.arange(n * v).view(n, v)
+    sizes = (data.CROP_OFFSETS, data.CROP_OFFSETS, 2)  # dy, dx, flip
+    code = torch.arange(n)[:, None].expand(n, v)
+    for column, size in enumerate(sizes):
+        code = code * size + views[..., column]
+    return code
+
+
+def _computed(teacher: nn.Module, splits: data.Splits, cfg: Config, views: torch.Tensor, mixing, done: dict,
+              first: int, needs, feature_stage, device) -> dict:
+    """The teacher's outputs for views `first`, `first + 1`, ... of every image, where `done`
+    holds those of the views before: logits (N, v, K) float32, feat (N, v, D) and each stage's
+    maps (N, v, H*W) float16. Each distinct input (`_inputs`) that `done` does not already hold
+    is run once, in chunks of 1,000."""
+    n, v = len(splits.y_train), views.shape[1] - first
+    inputs, cells = torch.unique(_inputs(views, mixing), return_inverse=True)  # cells: (N, V) in [0, inputs)
+    held = torch.full((len(inputs),), -1)                  # input -> its row in `done` (flattened), or -1
+    held[cells[:, :first].flatten()] = torch.arange(n * first)
+    wanted = cells[:, first:].flatten()
+    todo = torch.unique(wanted)
+    todo = todo[held[todo] < 0]
+    where = torch.empty_like(held)                          # input -> one (image, view) cell showing it
+    where[wanted] = torch.arange(n * v)
+    image_of, view_of = where[todo] // v, first + where[todo] % v
     chunks: dict[str, list] = {}
-    for start in range(0, n * v, 1000):
+    for start in range(0, len(todo), 1000):
         rows = slice(start, start + 1000)
         x, y = mixed_view_batch(splits, image_of[rows].to(splits.device), view_of[rows].to(splits.device), views,
                                 mixing, cfg.augment, device)
@@ -251,12 +268,21 @@ def _computed(teacher: nn.Module, splits: data.Splits, cfg: Config, views: torch
         for name, value in out.items():
             value = value.half() if name == "feat" else value  # float16 at once: the largest target
             chunks.setdefault(name, []).append(value if name in ("logits", "feat") else list(value))
+    row = held.clone()                                      # input -> its row in [done's rows, the computed ones]
+    row[todo] = n * first + torch.arange(len(todo))
+
+    def table(computed: list, before, dtype) -> torch.Tensor:  # (N, v, ...) from done's rows and the new ones
+        parts = ([before.flatten(0, 1).to(dtype)] if first else []) + [c.to("cpu", dtype) for c in computed]
+        return torch.cat(parts)[row[wanted]].view(n, v, -1)
+
     out = {}
-    if "logits" in chunks:
-        out["logits"] = torch.cat(chunks["logits"]).to("cpu", torch.float32).view(n, v, -1)
-    if "feat" in chunks:  # float16: half the memory; ReLU features of O(1) lose nothing that matters
-        out["feat"] = torch.cat(chunks["feat"]).to("cpu", torch.float16).view(n, v, -1)
+    if "logits" in needs:
+        out["logits"] = table(chunks.get("logits", []), done.get("logits"), torch.float32)
+    if "feat" in needs:  # float16: half the memory; ReLU features of O(1) lose nothing that matters
+        out["feat"] = table(chunks.get("feat", []), done.get("feat"), torch.float16)
     for name in ("act", "grad"):  # maps as float16: half the memory, ample precision
-        if name in chunks:
-            out[name] = [torch.cat(stage).to("cpu", torch.float16).view(n, v, -1) for stage in zip(*chunks[name])]
+        if name in needs:
+            stages = len(done[name]) if first else len(chunks[name][0])
+            out[name] = [table([c[k] for c in chunks.get(name, [])], done[name][k] if first else None, torch.float16)
+                         for k in range(stages)]
     return out

@@ -242,11 +242,28 @@ def test_seeds_side_by_side_equal_seeds_one_after_another(synthetic, tmp_cache, 
         assert one.history == [{**row, "seconds": one_row["seconds"]} for row, one_row in zip(other.history, one.history)]
         for a, b in zip(one.model.state_dict().values(), other.model.state_dict().values()):
             assert torch.equal(a, b)
+        assert one.metrics == other.metrics  # the workers read the teacher's outputs for them from the cache
     assert len(results.load(tmp_path / "b" / "results")) == 2  # each worker kept its record
     # and a rerun takes them from the folder, as any finished run
     again = experiment.train_method("kd", synthetic, dataclasses.replace(cfg, workers=2), [0, 1], teacher,
                                     tmp_path / "b" / "results", tmp_path / "b" / "ck", reuse=True)
     assert [r.accuracy for r in again] == [r.accuracy for r in side]
+
+
+def test_the_teachers_outputs_for_the_metrics_are_computed_before_the_workers_start(synthetic, tmp_path, monkeypatch):
+    """Computed once by the parent, not once by each worker at the same time."""
+    teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=4).eval()
+    order = []
+    monkeypatch.setattr(experiment, "teacher_outputs", lambda model, *a: order.append(("outputs", model)))
+
+    def side_by_side(workers, method, *a):
+        order.append(("workers", workers))
+        raise InterruptedError  # enough: what ran before the workers is known
+    monkeypatch.setattr(experiment, "_train_side_by_side", side_by_side)
+    with pytest.raises(InterruptedError):
+        experiment.train_method("ce", synthetic, kdlib.Config(epochs=1, progress=False, workers=2), [0, 1], teacher,
+                                tmp_path / "results", tmp_path / "ck")
+    assert order == [("outputs", teacher), ("workers", 2)]
 
 
 def test_a_published_teacher_declared_by_a_method_teaches_by_its_name_and_its_record_says_what_it_saw(
@@ -278,6 +295,30 @@ def test_rows_whose_published_teacher_does_not_exist_here_are_skipped_saying_so(
     assert experiment.runnable(["kd_small_teacher"], cifar) == ["kd_small_teacher"]
     assert experiment.runnable(["kd_small_teacher", "kd_epoch005"], cifar, "reference") == []  # the tutorial family's
     assert "Not run here (ImageFolder cifar10-jpeg.tar.gz data, reference family): kd_small_teacher" in capsys.readouterr().out
+
+
+def test_a_teachers_outputs_for_the_metrics_are_computed_once_per_series(synthetic, tmp_cache, monkeypatch):
+    """What `evaluate` needs of a teacher (its predictions, its maps) is written to the cache by
+    the first process that computes it: another process (its memory memo empty, as a
+    side-by-side worker's) reads it and gets the same metrics; a damaged file is computed again."""
+    teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=1).eval()
+    student = kdlib.build("LightNN", synthetic.num_classes, seed=2).eval()
+    runs = []
+    for name in ("predict", "_maps"):
+        real = getattr(kdlib.evaluation, name)
+        monkeypatch.setattr(kdlib.evaluation, name, lambda model, *a, real=real, **k:
+                            (model is teacher and runs.append(1)) or real(model, *a, **k))
+    kdlib.evaluation.teacher_outputs(teacher, synthetic)
+    assert len(runs) == 3 and len(list((tmp_cache / "teacher-outputs").glob("*.pt"))) == 3  # train, test, maps
+    first = kdlib.evaluation.evaluate(student, synthetic, teacher)
+    monkeypatch.setattr(kdlib.evaluation, "_per_teacher", {})  # another process
+    assert kdlib.evaluation.evaluate(student, synthetic, teacher) == first and len(runs) == 3
+    for path in (tmp_cache / "teacher-outputs").glob("*.pt"):
+        path.write_bytes(b"damaged")
+    monkeypatch.setattr(kdlib.evaluation, "_per_teacher", {})
+    with pytest.warns(UserWarning, match="could not be read"):
+        assert kdlib.evaluation.evaluate(student, synthetic, teacher) == first
+    assert len(runs) == 6
 
 
 def test_fidelity_is_one_and_zero_for_the_teacher_itself_and_less_for_another_model(synthetic):

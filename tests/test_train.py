@@ -224,16 +224,39 @@ def test_a_longer_schedules_fresh_view_targets_reuse_a_shorter_ones(synthetic, t
                                                         kdlib.targets.make_mixing(200, short)))
     kdlib.teacher_targets(teacher, splits, short, needs=("logits",))
     computed = []
-    real = kdlib.targets._computed
-    monkeypatch.setattr(kdlib.targets, "_computed", lambda *a, **k: computed.append(a[5]) or real(*a, **k))
+    real = kdlib.targets.distillation_targets
+    monkeypatch.setattr(kdlib.targets, "distillation_targets", lambda m, x, *a: computed.append(len(x)) or real(m, x, *a))
     reused = kdlib.teacher_targets(teacher, splits, long, needs=("logits",))
-    assert computed == [range(2, 5)]
+    assert sum(computed) == 200 * 3  # views 3-5 of each image (blends: all distinct), not the first two again
     alone = kdlib.teacher_targets(teacher, splits, long, cache=False, needs=("logits",))
     assert reused.logits.shape == (200, 5, 10)
     torch.testing.assert_close(reused.logits, alone.logits)
     reused.check(splits, long, teacher, ("logits",))
     with pytest.raises(ValueError, match="other mixup"):
         reused.check(splits, replace(long, mixup=False), teacher, ("logits",))
+
+
+def test_a_view_drawn_twice_is_run_through_the_teacher_once(synthetic, tmp_cache, monkeypatch):
+    """Fresh views repeat (9 x 9 crops x 2 flips): each distinct (image, crop, flip) is computed
+    once, also across a shorter schedule's cached table, and every view still gets its own
+    outputs: what the teacher gives on that view alone."""
+    splits = synthetic.subset(50)
+    teacher = kdlib.build("DeepNN", seed=1).eval()
+    short, long = (Config(epochs=e, views=e, view_order="epoch", progress=False) for e in (30, 60))
+    views = kdlib.targets.make_views(50, long)
+    distinct = [{tuple(v) for v in image.tolist()} for image in views]
+    computed = []
+    real = kdlib.targets.distillation_targets
+    monkeypatch.setattr(kdlib.targets, "distillation_targets", lambda m, x, *a: computed.append(len(x)) or real(m, x, *a))
+    kdlib.teacher_targets(teacher, splits, short, needs=("logits",))
+    first = sum(len({tuple(v) for v in image[:30].tolist()}) for image in views)
+    assert sum(computed) == first < 50 * 30  # some of 30 draws of 162 views repeat
+    targets = kdlib.teacher_targets(teacher, splits, long, needs=("logits",))
+    assert sum(computed) == sum(map(len, distinct))  # the 30 added views: only those never computed before
+    for column in (0, 45, 59):  # each view's own outputs, as one batch of that view would give
+        x, _ = kdlib.targets.mixed_view_batch(splits, torch.arange(50), torch.full((50,), column), views, None, True, "cpu")
+        with torch.no_grad():
+            torch.testing.assert_close(targets.logits[:, column], teacher(x), rtol=1e-4, atol=1e-4)
 
 
 def test_inconsistent_teaching_gives_the_plain_images_targets_whatever_view_the_student_sees(synthetic, tmp_cache):
