@@ -179,8 +179,8 @@ def teacher_targets(teacher: nn.Module, splits: data.Splits, cfg: Config,
     computes them (`identity.TARGETS_CODE`: not the students' engine or recipes), so every
     student run of a series shares them. With a view per epoch (`view_order = "epoch"`), a
     cached table of a shorter schedule serves as the first views of a longer one: only the
-    rest is computed. An input met twice (without mixup, an image drawn again in the same crop
-    and flip: 35 of 120 fresh views of each image, of 162 possible) is computed once. A damaged
+    rest is computed, and an image drawn again in the same crop and flip (35 of 120 fresh views
+    of each image, of 162 possible) is computed once (`_inputs`). A damaged
     cache file is computed again, with a warning.
     """
     device = resolve_device(cfg.device)
@@ -228,16 +228,18 @@ def _read(path) -> Targets | None:
     return read_cache(path, "teacher targets", lambda held: Targets(**held))
 
 
-def _inputs(views: torch.Tensor, mixing) -> torch.Tensor:
+def _inputs(views: torch.Tensor, mixing, cfg: Config) -> torch.Tensor:
     """(N, V) numbers of the teacher's inputs, equal where two (image, view) cells are the same
-    pixels: without mixup, the same image in the same crop and flip; with mixup, never (a
-    blend's weight is drawn from a continuum)."""
+    pixels and worth computing once: with a view per epoch (`view_order = "epoch"`), the same
+    image drawn again in the same crop and flip (35 of 120 fresh views of an image, of 162
+    possible). Elsewhere every cell is its own: with mixup a blend's weight comes from a
+    continuum, and a few fixed views repeat too rarely (2 in 100 of 8) to be worth their
+    table's targets changing in the last bits (a row's neighbours in its batch move them)."""
     n, v = views.shape[:2]
-    if mixing is not None:
+    if mixing is not None or cfg.view_order != "epoch":
         return torch.arange(n * v).view(n, v)
-    sizes = (data.CROP_OFFSETS, data.CROP_OFFSETS, 2)  # dy, dx, flip
     code = torch.arange(n)[:, None].expand(n, v)
-    for column, size in enumerate(sizes):
+    for column, size in enumerate((data.CROP_OFFSETS, data.CROP_OFFSETS, 2)):  # dy, dx, flip
         code = code * size + views[..., column]
     return code
 
@@ -249,7 +251,7 @@ def _computed(teacher: nn.Module, splits: data.Splits, cfg: Config, views: torch
     maps (N, v, H*W) float16. Each distinct input (`_inputs`) that `done` does not already hold
     is run once, in chunks of 1,000."""
     n, v = len(splits.y_train), views.shape[1] - first
-    inputs, cells = torch.unique(_inputs(views, mixing), return_inverse=True)  # cells: (N, V) in [0, inputs)
+    inputs, cells = torch.unique(_inputs(views, mixing, cfg), return_inverse=True)  # cells: (N, V) in [0, inputs)
     held = torch.full((len(inputs),), -1)                  # input -> its row in `done` (flattened), or -1
     held[cells[:, :first].flatten()] = torch.arange(n * first)
     wanted = cells[:, first:].flatten()

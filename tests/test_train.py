@@ -257,6 +257,9 @@ def test_a_view_drawn_twice_is_run_through_the_teacher_once(synthetic, tmp_cache
         x, _ = kdlib.targets.mixed_view_batch(splits, torch.arange(50), torch.full((50,), column), views, None, True, "cpu")
         with torch.no_grad():
             torch.testing.assert_close(targets.logits[:, column], teacher(x), rtol=1e-4, atol=1e-4)
+    computed.clear()  # a few fixed views: every cell run, in table order (earlier runs' targets to the bit)
+    kdlib.teacher_targets(teacher, splits, Config(views=40, progress=False), needs=("logits",))
+    assert sum(computed) == 50 * 40
 
 
 def test_inconsistent_teaching_gives_the_plain_images_targets_whatever_view_the_student_sees(synthetic, tmp_cache):
