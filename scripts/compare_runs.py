@@ -1,0 +1,38 @@
+"""Whether two run folders hold the same results: for every record (method, seed, settings) of
+the second, whether its metrics equal the first's to the last digit.
+
+    python scripts/compare_runs.py FIRST_RUN_DIR SECOND_RUN_DIR
+
+How a re-run at new code shows that the code changed nothing that a result reads (2026-12-01:
+the course at 99e1a60 against 4c607ac, 93 of 93 records equal).
+"""
+
+import sys
+from pathlib import Path
+
+from kdlib import results
+
+
+def records(run_dir: Path) -> dict:
+    """Every record under the run's results/ (08's patience and 07's sweeps included), by what it is."""
+    out = {}
+    for folder in [run_dir / "results", *sorted(p for p in (run_dir / "results").iterdir() if p.is_dir())]:
+        for record in results.load(folder):
+            c = record["config"]
+            out[(folder.name, record["method"], record["seed"], c.get("temperature"), c.get("kd_weight"),
+                 c.get("beta"))] = record
+    return out
+
+
+def main(first: str, second: str) -> None:
+    a, b = records(Path(first)), records(Path(second))
+    shared = [k for k in b if k in a]
+    differ = [k for k in shared if a[k]["metrics"] != b[k]["metrics"]]
+    for k in differ:
+        print("differs:", k, [m for m in b[k]["metrics"] if a[k]["metrics"].get(m) != b[k]["metrics"][m]])
+    print(f"{len(shared)} records in both: {len(shared) - len(differ)} with equal metrics, {len(differ)} differing; "
+          f"{len(b) - len(shared)} only in {second}, {len(a) - len(shared)} only in {first}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
