@@ -392,7 +392,8 @@ def fidelity(records: list[dict], lesson: str) -> str:
     where it stops matching (the gap between the two)."""
     table = results.fidelity(records, lesson).set_index("method")
     from .methods import DECLARED
-    table = table.drop(index=[m for m in table.index if m in DECLARED and not DECLARED[m].needs])  # no teacher
+    untaught = [m for m in table.index if m in DECLARED and not DECLARED[m].needs]  # no teacher: the controls
+    labels_only, table = table.loc[untaught], table.drop(index=untaught)
     if table.empty:
         return "No run with a fidelity measurement yet."
     lines = []
@@ -405,6 +406,12 @@ def fidelity(records: list[dict], lesson: str) -> str:
                  f"Agreement on test minus agreement on training images runs from {-gap.max():+.1f} to {-gap.min():+.1f} points.")
     closest = table["test agreement"].idxmax()
     lines.append(f"The student closest to its teacher on test images is {closest} ({table.loc[closest, 'test agreement']:.1f}%).")
+    if not labels_only.empty:  # agreement on training images mostly measures fitting their labels
+        span = lambda column: f"{column.min():.1f}-{column.max():.1f}%" if len(column) > 1 else f"{column.iloc[0]:.1f}%"
+        lines.append(f"Trained from labels alone, {', '.join(labels_only.index)} agree{'s' if len(labels_only) == 1 else ''} with the teacher on "
+                     f"{span(labels_only['train agreement'])} of the training images and "
+                     f"{span(labels_only['test agreement'])} of the test images; the distilled students with their own teacher on "
+                     f"{span(table['train agreement'])} and {span(table['test agreement'])}.")
     return "\n".join(lines)
 
 

@@ -312,6 +312,13 @@ def provenance_cell(injected: str, run_dir: Path) -> str:
         if isinstance(literal, str) and os.path.isabs(literal):
             value = repr(os.path.relpath(_repository_copy(Path(literal)), NOTEBOOK_DIR)).replace("'", '"')
         lines.append(f"{name} = {value}")
+        if name == "data" and isinstance(literal, str) and os.path.isabs(literal):
+            # A run's own copy of the images lies beside its checkout, not in a reader's (Colab's
+            # "Run all" reaches this cell): there the same setting runs on torchvision's download.
+            lines += ["import os",
+                      "if not os.path.exists(data):  # not beside this checkout: torchvision's CIFAR-10 (these "
+                      "outputs' numbers then move a little)",
+                      '    data = "cifar10"']
     return "\n".join(lines)
 
 

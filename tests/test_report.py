@@ -130,3 +130,17 @@ def test_09_gives_one_verdict_per_comparison_and_reads_the_order_of_the_teachers
     assert "chosen after seeing the results" in text and "not a finding" in text
     _, text = report.teachers(ce + kd, {"kd": 85.0})
     assert "The most accurate teacher (kd) gave the largest mean gain here." in text
+
+
+def test_fidelity_sets_the_students_taught_beside_those_trained_from_labels_alone():
+    def measured(method, seed, train, test):
+        fidelity = {"train": {"agreement": train, "kl": 0.5}, "test": {"agreement": test, "kl": 0.7}}
+        return rec(method, seed, 0.6, metrics={"accuracy": 0.6, "ece": 0.1, "fidelity": fidelity})
+    records = [measured("ce", s, 0.80, 0.64) for s in (0, 1)] + [measured("ce_fresh", s, 0.81, 0.66) for s in (0, 1)]
+    records += [measured("kd", s, 0.76, 0.68) for s in (0, 1)] + [measured("kd_plain", s, 0.75, 0.67) for s in (0, 1)]
+    said = report.fidelity(records, "consistency").split("\n")
+    assert said[0].startswith("- kd: agrees with its teacher on 76.0%") and not any(s.startswith("- ce") for s in said)
+    assert said[-1] == ("Trained from labels alone, ce, ce_fresh agree with the teacher on 80.0-81.0% of the training "
+                        "images and 64.0-66.0% of the test images; the distilled students with their own teacher on 75.0-76.0% and 67.0-68.0%.")
+    alone = report.fidelity([r for r in records if r["method"] != "ce_fresh"], "consistency").split("\n")[-1]
+    assert alone.startswith("Trained from labels alone, ce agrees with the teacher on 80.0% of the training images")

@@ -190,6 +190,11 @@ def test_the_published_notebooks_keep_the_parameters_that_ran(tmp_path):
     assert cell.startswith("# The parameters of the run these outputs come from (python -m kdlib.series --profile course)")
     assert 'data = "../../shared/data/cifar10-jpeg.tar.gz"' in cell and "n_train = 5000" in cell
     assert "seeds = [0, 1, 2]" in cell and "results_dir" not in cell and str(tmp_path) not in cell
+    # Where the run's copy of the images is not (Colab), running the cell falls back to the download.
+    for there, expected in ((True, "../../shared/data/cifar10-jpeg.tar.gz"), (False, "cifar10")):
+        values = {}
+        exec(cell.replace("os.path.exists(data)", repr(there)), {}, values)
+        assert values["data"] == expected and values["n_train"] == 5000
     # A teacher taken from a frozen worktree's weights/ (a copy of the repository's): the reader's own file.
     worktree_weights = tmp_path / "worktree" / "weights" / "teacher-tutorial.pt"
     worktree_weights.parent.mkdir(parents=True)
