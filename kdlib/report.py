@@ -170,6 +170,8 @@ def teacher_data(records: list[dict]) -> str:
                 "more yet: KD's gain cannot be split.")
     kd, other = (next(r for r in reversed(results.comparable(records, warn=False)) if r["method"] == m)
                  for m in ("kd", "kd_small_teacher"))
+    family = comparisons(records).set_index(["method", "baseline"])["holm"]
+    holds = {pair: bool(family.get(pair, False)) for pair in (("kd_small_teacher", "ce"), ("kd", "kd_small_teacher"))}
     same = bool(other.get("teacher_saw_students_images"))
     own = "exactly the students' images" if same else "not exactly the students' images"
     them = "a teacher of these images" if same else "a teacher of fewer images"
@@ -179,16 +181,24 @@ def teacher_data(records: list[dict]) -> str:
              f"The students learn from {kd['n_train']:,} images.",
              f"KD minus CE: {_difference(whole)}. It splits in two:",
              f"- KD from the small teacher minus CE: {_difference(small)}: "
-             + (f"distillation pays with {them} alone." if small["ci95_low"] > 0 else
+             + (f"distillation pays with {them} alone (holds after Holm)." if small["ci95_low"] > 0 and
+                holds[("kd_small_teacher", "ce")] else
+                f"with {them} alone, the interval excludes zero but the gain does not hold after Holm's correction: "
+                "not shown beyond seed noise." if small["ci95_low"] > 0 else
                 f"with {them} alone, no gain is shown." if small["ci95_high"] > 0 else
                 f"{them} alone makes the student worse."),
              f"- KD minus KD from the small teacher: {_difference(added)}: "
-             + (f"the larger teacher adds to it (uncorrected): a lead that part of KD's gain is what that teacher "
-                f"learnt from {extra}." if added["ci95_low"] > 0 else
+             + (f"the larger teacher adds to it{' (holds after Holm)' if holds[('kd', 'kd_small_teacher')] else ''}: "
+                f"part of KD's gain is what that teacher learnt from {extra}."
+                if added["ci95_low"] > 0 and holds[("kd", "kd_small_teacher")] else
+                "the larger teacher's lead excludes zero uncorrected but does not hold after Holm's correction."
+                if added["ci95_low"] > 0 else
                 "the larger teacher makes the student worse than the small one does." if added["ci95_high"] < 0 else
                 "the larger teacher adds nothing that seeds can tell apart.")]
-    lines.append(f"Intervals uncorrected; 06 gives each verdict with Holm's correction over its {len(COMPARISONS)} "
-                 "comparisons.")
+    lines.append(f"Intervals uncorrected; the verdicts use Holm's correction over 06's {len(COMPARISONS)} comparisons."
+                 if len(family) == len(COMPARISONS) else
+                 f"Intervals uncorrected; the verdicts use Holm's correction over the {len(family)} of 06's "
+                 f"{len(COMPARISONS)} comparisons that have runs so far (06 gives them over all {len(COMPARISONS)}).")
     return "\n".join(lines)
 
 

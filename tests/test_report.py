@@ -72,6 +72,15 @@ def test_kds_gain_splits_into_a_same_image_teachers_part_and_the_larger_teachers
                   teacher_images=5000, teacher_saw_students_images=True)
     assert "no gain is shown" in report.teacher_data(ce + kd + flat)
     assert "cannot be split" in report.teacher_data(ce + kd)
+    # An interval above zero that Holm's correction over 06's family rejects is not called a gain.
+    near = _seeds("kd_small_teacher", [0.605, 0.615, 0.621], teacher="S", control="a small teacher",
+                  teacher_images=5000, teacher_saw_students_images=True)
+    ls = _seeds("ls", [0.640, 0.636, 0.652])  # a comparison with a large p-value: Holm's multiplier for `near` grows
+    pairs = report.comparisons(ce + kd + near + ls).set_index("method")
+    assert pairs.loc["kd_small_teacher", "ci95_low"] > 0 and not pairs.loc["kd_small_teacher", "holm"]
+    text = report.teacher_data(ce + kd + near + ls)
+    assert "does not hold after Holm's correction: not shown beyond seed noise" in text and " pays " not in text
+    assert "pays with a teacher of these images alone (holds after Holm)" in report.teacher_data(ce + kd + near)
 
 
 def test_what_one_seed_would_have_said_beside_the_paired_verdict():
