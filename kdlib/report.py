@@ -170,8 +170,8 @@ def teacher_data(records: list[dict]) -> str:
                 "more yet: KD's gain cannot be split.")
     kd, other = (next(r for r in reversed(results.comparable(records, warn=False)) if r["method"] == m)
                  for m in ("kd", "kd_small_teacher"))
-    family = comparisons(records).set_index(["method", "baseline"])["holm"]
-    holds = {pair: bool(family.get(pair, False)) for pair in (("kd_small_teacher", "ce"), ("kd", "kd_small_teacher"))}
+    holds = {pair: _holds_in_family(records, *pair) for pair in (("kd_small_teacher", "ce"), ("kd", "kd_small_teacher"))}
+    family = comparisons(records)
     same = bool(other.get("teacher_saw_students_images"))
     own = "exactly the students' images" if same else "not exactly the students' images"
     them = "a teacher of these images" if same else "a teacher of fewer images"
@@ -491,3 +491,49 @@ def teachers(records: list[dict], accuracy: dict[str, float]) -> tuple[pd.DataFr
                          "lead for a new experiment, not a finding." if pair["ci95_low"] > 0 else
                          "an interval that includes zero: seeds cannot tell them apart.") if pair is not None else "."))
     return table, "\n".join(lines)
+
+
+def against_reference(records: list[dict]) -> str:
+    """The reference table reproduced or refuted row by row: for each of its rows, whether its
+    one-run number lies inside this run's mean ± 2 std over seeds (seed noise, not a test: a
+    single run drawn from our spread would land there about 95% of the time); then what KD from a
+    trained teacher gives against the untrained-teacher row it reported as KD."""
+    table = results.table(records).set_index("method")
+    lines = []
+    for method, theirs in results.REFERENCE.items():
+        if method not in table.index:
+            continue
+        row = table.loc[method]
+        name = METHODS[method].label.replace("\n", " ") if method in METHODS else method
+        if row["n_seeds"] < 2:
+            lines.append(f"- {name}: {theirs:.2f} in the reference, {row['mean']:.2f} here (one run each): "
+                         f"{row['mean'] - theirs:+.2f} points; one run cannot say whether that is more than noise.")
+            continue
+        low, high = row["mean"] - 2 * row["std"], row["mean"] + 2 * row["std"]
+        inside = low <= theirs <= high
+        teachers = ("; the reference's teacher was untrained, this row's trained: not the same experiment"
+                    if method in results.REFERENCE_UNTRAINED and method != "kd_untrained" else "")
+        lines.append(f"- {name}: {theirs:.2f} in the reference, {row['mean']:.2f} ± {row['std']:.2f} here "
+                     f"({int(row['n_seeds'])} seeds): " + (f"inside mean ± 2 std ({low:.2f} to {high:.2f}): reproduced"
+                     if inside else f"outside mean ± 2 std ({low:.2f} to {high:.2f}), "
+                     f"{'below' if theirs < low else 'above'} it: not reproduced") + f"{teachers}.")
+    if not lines:
+        return "No run of a method in the reference table yet."
+    trained = _pair(records, "kd", "kd_untrained")
+    if trained is not None and "kd" in table.index:
+        kd = table.loc["kd"]
+        lines.append(f"KD from the trained teacher: {kd['mean']:.2f} ± {kd['std']:.2f}%, against the "
+                     f"{results.REFERENCE['kd_untrained']:.2f} the reference reported as KD (from an untrained "
+                     f"teacher); minus KD from an untrained teacher here, paired by seed: {_difference(trained)}: "
+                     + ("seeds cannot tell the two teachers apart." if trained["ci95_low"] <= 0 <= trained["ci95_high"] else
+                        f"the trained teacher teaches {'more' if trained['ci95_low'] > 0 else 'less'}, holding after "
+                        "Holm over 06's family." if _holds_in_family(records, "kd", "kd_untrained") else
+                        "the interval excludes zero uncorrected but does not hold after Holm over 06's family: "
+                        "not shown beyond seed noise."))
+    return "\n".join(lines)
+
+
+def _holds_in_family(records: list[dict], method: str, baseline: str) -> bool:
+    """Whether method − baseline holds after Holm's correction over 06's comparisons."""
+    family = comparisons(records).set_index(["method", "baseline"])["holm"]
+    return bool(family.get((method, baseline), False))

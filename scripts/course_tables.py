@@ -4,7 +4,8 @@ no number in the README is typed by hand.
     python scripts/course_tables.py RUN_DIR
 
 Prints: minutes per notebook (notebooks.csv), the comparison table (06), the paired
-comparisons with Holm's correction (06's family), KD's gain split in two (03, 06), 08's family
+comparisons with Holm's correction (06's family), KD's gain split in two (03, 06), for a run of
+the reference's own models each reference row reproduced or not (within mean ± 2 std), 08's family
 and patience, and 09's teachers.
 """
 
@@ -72,6 +73,9 @@ def _print_tables(run_dir: Path) -> None:
     print(_comparisons(report.comparisons(records)) + "\n")
     print(report.teacher_data(records) + "\n")
     print(report.one_seed_reading(report.one_seed(records)) + "\n")
+    if any(r.get("config", {}).get("family") == "reference" for r in records):  # the reference's own models
+        print("## Against the reference table (one run each)\n")
+        print(report.against_reference(records) + "\n")
     if any(r["method"] in methods.lesson("consistency") for r in records):
         print("## 08\n")
         print(_accuracies(records, "consistency") + "\n")

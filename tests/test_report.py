@@ -153,3 +153,27 @@ def test_fidelity_sets_the_students_taught_beside_those_trained_from_labels_alon
                         "images and 64.0-66.0% of the test images; the distilled students with their own teacher on 75.0-76.0% and 67.0-68.0%.")
     alone = report.fidelity([r for r in records if r["method"] != "ce_fresh"], "consistency").split("\n")[-1]
     assert alone.startswith("Trained from labels alone, ce agrees with the teacher on 80.0% of the training images")
+
+
+def test_the_reference_rows_are_reproduced_or_refuted_against_mean_plus_minus_two_std():
+    ce = _seeds("ce", [0.720, 0.725, 0.730])                # 72.50 ± 0.50: 72.35 inside
+    untrained = _seeds("kd_untrained", [0.700, 0.702, 0.704], control="untrained")  # 70.20 ± 0.20: 74.54 above
+    kd = _seeds("kd", [0.740, 0.746, 0.750])
+    teacher = [rec("teacher", 0, 0.80)]
+    said = report.against_reference(ce + untrained + kd + teacher).split("\n")
+    assert said[0].startswith("- teacher: 83.84 in the reference, 80.00 here (one run each): -3.84 points")
+    assert said[1] == "- CE: 72.35 in the reference, 72.50 ± 0.50 here (3 seeds): inside mean ± 2 std (71.50 to 73.50): reproduced."
+    assert "74.54 in the reference, 70.20 ± 0.20 here" in said[2] and "above it: not reproduced." in said[2]
+    assert "not the same experiment" not in said[2]  # kd_untrained is the reference's own experiment
+    assert said[-1].startswith("KD from the trained teacher: 74.53 ± 0.50%, against the 74.54 the reference reported")
+    assert "+4.33 points" in said[-1] and said[-1].endswith("the trained teacher teaches more, holding after Holm over 06's family.")
+    noisy = _seeds("kd", [0.705, 0.740, 0.706])  # +0.3, +3.8, +0.2: an interval across zero
+    assert report.against_reference(ce + untrained + noisy + teacher).endswith("seeds cannot tell the two teachers apart.")
+    grad = _seeds("grad_at", [0.724, 0.725, 0.726])
+    assert "not the same experiment" in report.against_reference(ce + grad)
+    assert report.against_reference([]) == "No run of a method in the reference table yet."
+    # an interval above zero that Holm over 06's family rejects is not called a difference
+    near = _seeds("kd_untrained", [0.735, 0.736, 0.739], control="untrained")  # kd minus it: +0.5, +1.0, +1.1
+    ls = _seeds("ls", [0.740, 0.736, 0.752])
+    assert report.against_reference(ce + near + kd + ls).endswith("does not hold after Holm over 06's family: "
+                                                                  "not shown beyond seed noise.")
