@@ -129,6 +129,15 @@ class Splits:
                                 "choose an n_val smaller than the training split.")
             held_out = torch.randperm(total, generator=torch.Generator().manual_seed(VAL_SEED))
             val, pool = held_out[:n_val].sort().values, held_out[n_val:].sort().values
+        # A sample larger than what there is would silently train (or test) on less than asked.
+        if n_train is not None and n_train > len(pool):
+            outside = f"{len(pool)} lie outside the {n_val}-image validation split" if n_val else f"there are {total}"
+            raise DataError(f"n_train={n_train} asks for more training images than there are ({outside}): "
+                            f"choose n_train <= {len(pool)}, or None for all of them"
+                            + (", or a smaller n_val." if n_val else "."))
+        if n_test is not None and n_test > len(self.y_test):
+            raise DataError(f"n_test={n_test} asks for more test images than the {len(self.y_test)} there are: "
+                            f"choose n_test <= {len(self.y_test)}, or None for all of them.")
         train = pool[_sample(n_train, len(pool), TRAIN_SEED)]
         test = _sample(n_test, len(self.y_test), TEST_SEED)
         mean, std = statistics(self.x_train[pool]) if val is not None else (self.mean, self.std)

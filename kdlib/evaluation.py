@@ -77,12 +77,12 @@ def _for_teacher(what: str, teacher: nn.Module, splits: data.Splits, cfg: Config
     device = resolve_device(cfg.device)
     key = identity.key(what, weights_digest(teacher), splits.fingerprint, device.type, precision(device, cfg.amp),
                        identity.EVALUATION_CODE)
-    if key not in _per_teacher:
-        same_kind = [k for k, (kind, _) in _per_teacher.items() if kind == what]
+    if (what, key) not in _per_teacher:
+        same_kind = [held for held in _per_teacher if held[0] == what]
         if len(same_kind) >= _TEACHERS_KEPT:
             del _per_teacher[same_kind[0]]
-        _per_teacher[key] = (what, _on_disk(data.cache_dir() / "teacher-outputs" / f"{key}.pt", compute))
-    return _per_teacher[key][1]
+        _per_teacher[what, key] = _on_disk(data.cache_dir() / "teacher-outputs" / f"{key}.pt", compute)
+    return _per_teacher[what, key]
 
 
 def _on_disk(path, compute):

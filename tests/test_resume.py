@@ -148,6 +148,15 @@ def test_the_validation_split_is_fixed_and_disjoint_from_the_training_images():
     assert torch.equal(base.subset(n_train=300).x_train, base.subset(n_train=300, n_test=5).x_train)
     with pytest.raises(kdlib.data.DataError, match="n_val"):
         base.subset(n_val=n)
+    # More than there is is refused, not quietly cut to what there is.
+    with pytest.raises(kdlib.data.DataError, match=rf"n_train={n - 199} .*{n - 200} lie outside the 200-image validation "
+                                                   rf"split.*n_train <= {n - 200}.*or a smaller n_val"):
+        base.subset(n_train=n - 199, n_val=200)
+    assert len(base.subset(n_train=n - 200, n_val=200).y_train) == n - 200  # exactly all of them is fine
+    with pytest.raises(kdlib.data.DataError, match=rf"n_train={n + 1} .*there are {n}\)"):
+        base.subset(n_train=n + 1)
+    with pytest.raises(kdlib.data.DataError, match="n_test=11 asks for more test images than the 10 there are"):
+        base.subset(n_test=11)
 
 
 def test_learning_curves_read_the_validation_split_not_the_test_set(synthetic, monkeypatch):
