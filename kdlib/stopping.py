@@ -15,6 +15,7 @@ and beyond after its series had gone). Here the command that started the kernels
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import time
@@ -100,6 +101,9 @@ def on_signal():
         if stopping:
             return
         stopping.append(signum)
+        # The children are ended on purpose: what their libraries log next (papermill's or asyncio's
+        # "Kernel died" with a traceback, seen under load) is noise beside the stop's own message.
+        logging.disable(logging.CRITICAL)
         stop_children()
         raise Stopped(signum)
 

@@ -288,3 +288,24 @@ def test_a_busy_cpu_is_named_before_the_run(monkeypatch):
     assert "the CPU is already busy (load 1.9 on 2 cores)" in series.busy_cpu()
     monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 1.0, 0.5))
     assert series.busy_cpu() == ""
+
+
+def test_after_a_stop_the_libraries_reports_of_the_ended_kernel_are_not_printed(caplog):
+    """Under load, the kernel a stop ends can be reported dead by nbclient before the stop's own
+    message: asyncio then logs the task's DeadKernelError with a traceback. Once a stop is under
+    way, library logging is silenced (the process is ending)."""
+    import logging
+    import signal
+    import time
+    from kdlib import stopping
+    try:
+        with pytest.raises(stopping.Stopped):
+            with stopping.on_signal():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises in this thread before the sleep ends
+        logging.getLogger("asyncio").error("Task exception was never retrieved")
+        assert not caplog.records
+    finally:
+        logging.disable(logging.NOTSET)
+    logging.getLogger("asyncio").error("Task exception was never retrieved")  # outside a stop: logged as before
+    assert [r.getMessage() for r in caplog.records] == ["Task exception was never retrieved"]
