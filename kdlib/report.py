@@ -170,31 +170,32 @@ def teacher_data(records: list[dict]) -> str:
                 "more yet: KD's gain cannot be split.")
     kd, other = (next(r for r in reversed(results.comparable(records, warn=False)) if r["method"] == m)
                  for m in ("kd", "kd_small_teacher"))
-    holds = {pair: _holds_in_family(records, *pair) for pair in (("kd_small_teacher", "ce"), ("kd", "kd_small_teacher"))}
-    family = comparisons(records)
+    family = comparisons(records).set_index(["method", "baseline"])["holm"]
     same = bool(other.get("teacher_saw_students_images"))
     own = "exactly the students' images" if same else "not exactly the students' images"
     them = "a teacher of these images" if same else "a teacher of fewer images"
     extra = "images the students never saw" if same else "its other images"
+
+    def part(row, pair, gain: str, nothing: str, loss: str) -> str:
+        """A part's verdict: a gain only where its interval excludes zero and Holm holds."""
+        if row["ci95_low"] > 0:
+            return (f"{gain} (holds after Holm)." if family.get(pair, False) else
+                    "the interval excludes zero uncorrected, but it does not hold after Holm's correction: "
+                    "not shown beyond seed noise.")
+        return loss if row["ci95_high"] < 0 else nothing
+
     lines = [f"The students learn from {kd['n_train']:,} images. KD's teacher trained on {_seen(kd)}; the small "
              f"teacher on {_seen(other)} ({own})." if other.get("teacher_images") else
              f"The students learn from {kd['n_train']:,} images.",
              f"KD minus CE: {_difference(whole)}. It splits in two:",
              f"- KD from the small teacher minus CE: {_difference(small)}: "
-             + (f"distillation pays with {them} alone (holds after Holm)." if small["ci95_low"] > 0 and
-                holds[("kd_small_teacher", "ce")] else
-                f"with {them} alone, the interval excludes zero but the gain does not hold after Holm's correction: "
-                "not shown beyond seed noise." if small["ci95_low"] > 0 else
-                f"with {them} alone, no gain is shown." if small["ci95_high"] > 0 else
-                f"{them} alone makes the student worse."),
+             + part(small, ("kd_small_teacher", "ce"), f"distillation pays with {them} alone",
+                    f"with {them} alone, no gain is shown.", f"{them} alone makes the student worse."),
              f"- KD minus KD from the small teacher: {_difference(added)}: "
-             + (f"the larger teacher adds to it{' (holds after Holm)' if holds[('kd', 'kd_small_teacher')] else ''}: "
-                f"part of KD's gain is what that teacher learnt from {extra}."
-                if added["ci95_low"] > 0 and holds[("kd", "kd_small_teacher")] else
-                "the larger teacher's lead excludes zero uncorrected but does not hold after Holm's correction."
-                if added["ci95_low"] > 0 else
-                "the larger teacher makes the student worse than the small one does." if added["ci95_high"] < 0 else
-                "the larger teacher adds nothing that seeds can tell apart.")]
+             + part(added, ("kd", "kd_small_teacher"),
+                    f"the larger teacher adds to it: part of KD's gain is what that teacher learnt from {extra}",
+                    "the larger teacher adds nothing that seeds can tell apart.",
+                    "the larger teacher makes the student worse than the small one does.")]
     lines.append(f"Intervals uncorrected; the verdicts use Holm's correction over 06's {len(COMPARISONS)} comparisons."
                  if len(family) == len(COMPARISONS) else
                  f"Intervals uncorrected; the verdicts use Holm's correction over the {len(family)} of 06's "
