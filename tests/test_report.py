@@ -23,7 +23,12 @@ def test_the_distillation_lesson_says_whether_kd_beats_ce_and_both_controls():
     kd = [rec("kd", s, a) for s, a in enumerate([0.66, 0.664, 0.67])]
     untrained = [rec("kd_untrained", s, a, control="untrained") for s, a in enumerate([0.64, 0.641, 0.645])]
     ls = [rec("ls", s, a) for s, a in enumerate([0.63, 0.632, 0.64])]
-    assert "against these two controls all lie above zero" in report.distillation(ce + kd + untrained + ls)
+    assert "against these two controls all lie above zero, and all hold after Holm" in report.distillation(ce + kd + untrained + ls)
+    near = [rec("ls", s, a) for s, a in enumerate([0.655, 0.654, 0.659])]  # KD minus it: +0.5, +1.0, +1.1
+    small = [rec("kd_small_teacher", s, a, teacher="S", control="a small teacher")  # a noisy comparison: Holm's
+             for s, a in enumerate([0.650, 0.634, 0.675])]                           # multiplier for `near` grows
+    said = report.distillation(ce + kd + untrained + near + small)
+    assert "all lie above zero uncorrected, but after Holm's correction" in said and "is not established here" in said
     worse = [rec("kd", s, a) for s, a in enumerate([0.62, 0.63, 0.62])]
     assert "includes zero: no gain is shown here" in report.distillation(ce + worse + untrained + ls)
 
@@ -151,6 +156,10 @@ def test_fidelity_sets_the_students_taught_beside_those_trained_from_labels_alon
     assert said[0].startswith("- kd: agrees with its teacher on 76.0%") and not any(s.startswith("- ce") for s in said)
     assert said[-1] == ("Trained from labels alone, ce, ce_fresh agree with the teacher on 80.0-81.0% of the training "
                         "images and 64.0-66.0% of the test images; the distilled students with their own teacher on 75.0-76.0% and 67.0-68.0%.")
+    # 09's students each have a teacher of their own: CE's agreement with the final one compares with none of them
+    untrained = [dict(measured("kd_untrained", s, 0.10, 0.10), teacher="U", control="untrained") for s in (0, 1)]
+    assert "- kd_untrained: agrees" in report.fidelity(records + untrained, "teachers")
+    assert "Trained from labels alone" not in report.fidelity(records + untrained, "teachers")
     alone = report.fidelity([r for r in records if r["method"] != "ce_fresh"], "consistency").split("\n")[-1]
     assert alone.startswith("Trained from labels alone, ce agrees with the teacher on 80.0% of the training images")
 
