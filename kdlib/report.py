@@ -140,7 +140,7 @@ def distillation(records: list[dict]) -> str:
     gain = kd_ce["ci95_low"] > 0
     beats_controls = all(row is not None and row["ci95_low"] > 0 for row in against.values())
     corrected = f"(uncorrected intervals; 06 gives the verdict with Holm's correction over its {len(COMPARISONS)} comparisons)"
-    family = comparisons(records).set_index(["method", "baseline"])["holm"]
+    family = _holm_verdicts(records)
     held = [f"KD − {'CE' if b == 'ce' else b}" for b in ("ce", *against) if family.get(("kd", b), False)]
     giving = {"kd_untrained": "an untrained teacher's soft targets", "ls": "smoothed labels"}
     unshown = [giving[c] for c in against if not family.get(("kd", c), False)]
@@ -181,7 +181,7 @@ def teacher_data(records: list[dict]) -> str:
                 "more yet: KD's gain cannot be split.")
     kd, other = (next(r for r in reversed(results.comparable(records, warn=False)) if r["method"] == m)
                  for m in ("kd", "kd_small_teacher"))
-    family = comparisons(records).set_index(["method", "baseline"])["holm"]
+    family = _holm_verdicts(records)
     same = bool(other.get("teacher_saw_students_images"))
     own = "exactly the students' images" if same else "not exactly the students' images"
     them = "a teacher of these images" if same else "a teacher of fewer images"
@@ -542,13 +542,13 @@ def against_reference(records: list[dict]) -> str:
                      f"teacher); minus KD from an untrained teacher here, paired by seed: {_difference(trained)}: "
                      + ("seeds cannot tell the two teachers apart." if trained["ci95_low"] <= 0 <= trained["ci95_high"] else
                         f"the trained teacher teaches {'more' if trained['ci95_low'] > 0 else 'less'}, holding after "
-                        "Holm over 06's family." if _holds_in_family(records, "kd", "kd_untrained") else
+                        "Holm over 06's family." if _holm_verdicts(records).get(("kd", "kd_untrained"), False) else
                         "the interval excludes zero uncorrected but does not hold after Holm over 06's family: "
                         "not shown beyond seed noise."))
     return "\n".join(lines)
 
 
-def _holds_in_family(records: list[dict], method: str, baseline: str) -> bool:
-    """Whether method − baseline holds after Holm's correction over 06's comparisons."""
-    family = comparisons(records).set_index(["method", "baseline"])["holm"]
-    return bool(family.get((method, baseline), False))
+def _holm_verdicts(records: list[dict]) -> pd.Series:
+    """Whether each of 06's comparisons that has runs holds after Holm's correction over them,
+    indexed by (method, baseline)."""
+    return comparisons(records).set_index(["method", "baseline"])["holm"]
