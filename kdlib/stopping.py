@@ -57,15 +57,20 @@ def children(pid: int | None = None) -> list[int]:
 
 
 def stop_children() -> list[int]:
-    """SIGTERM to every descendant and its process group, then SIGKILL to any still alive after
-    GRACE_S. Returns the processes that were stopped."""
+    """SIGTERM to every descendant and its process group (never this process's own group), then
+    SIGKILL to any still alive after GRACE_S. Returns the processes that were stopped."""
     started = children()
+    own_group = os.getpgrp()
     for pid in started:
-        for send in (lambda: os.killpg(os.getpgid(pid), signal.SIGTERM), lambda: os.kill(pid, signal.SIGTERM)):
-            try:
-                send()
-            except (ProcessLookupError, PermissionError):
-                pass
+        try:
+            group = os.getpgid(pid)
+            # A child in this process's own group (a pipe's neighbour, a helper process) is signalled
+            # alone: the group also holds this process and the shell or script that started it.
+            if group != own_group:
+                os.killpg(group, signal.SIGTERM)
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
     deadline = time.monotonic() + GRACE_S
     while time.monotonic() < deadline and any(_alive(pid) for pid in started):
         time.sleep(0.1)

@@ -290,7 +290,26 @@ def test_a_busy_cpu_is_named_before_the_run(monkeypatch):
     assert series.busy_cpu() == ""
 
 
-def test_after_a_stop_the_libraries_reports_of_the_ended_kernel_are_not_printed(caplog):
+def test_a_stop_never_signals_the_group_of_the_command_that_stopped(tmp_path):
+    """A command run from a script (no job control) shares its process group with the script and
+    with helpers it started itself; a stop ends those helpers, never the group (which would end the
+    script, and in CI the whole test run: exit 143)."""
+    script = tmp_path / "stopper.py"
+    script.write_text(
+        "import os, subprocess, sys\n"
+        "from kdlib import stopping\n"
+        "helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])  # same group\n"
+        "assert os.getpgid(helper.pid) == os.getpgrp()\n"
+        "stopped = stopping.stop_children()\n"
+        "print('survived', helper.pid in stopped, stopping._alive(helper.pid))\n")  # stop_children reaps it
+    # Its own session, so that the group it shares with its helper is not this test run's.
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          start_new_session=True)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["survived", "True", "False"]  # the stopper lived on; its helper did not
+
+
+def test_after_a_stop_the_libraries_reports_of_the_ended_kernel_are_not_printed(caplog, monkeypatch):
     """Under load, the kernel a stop ends can be reported dead by nbclient before the stop's own
     message: asyncio then logs the task's DeadKernelError with a traceback. Once a stop is under
     way, library logging is silenced (the process is ending)."""
@@ -298,6 +317,7 @@ def test_after_a_stop_the_libraries_reports_of_the_ended_kernel_are_not_printed(
     import signal
     import time
     from kdlib import stopping
+    monkeypatch.setattr(stopping, "stop_children", lambda: [])  # this test run's own processes are not the test's
     try:
         with pytest.raises(stopping.Stopped):
             with stopping.on_signal():
