@@ -274,11 +274,42 @@ def _train_side_by_side(workers: int, method, splits, cfg, groups, teacher, resu
     one_each = replace(cfg, workers=1, progress=False)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_setup) as pool:
-        futures = [pool.submit(train_method, method, splits, one_each, group, teacher, results_dir, checkpoint_dir,
-                               reuse, tag, 1, **meta) for group in groups]
+        futures = [pool.submit(_train_in_worker, method, splits, one_each, group, _Shipped.of(teacher), results_dir,
+                               checkpoint_dir, reuse, tag, 1, **meta) for group in groups]
         runs = [run for future in futures for run in future.result()]
     return {run.config.seed: replace(run, config=replace(run.config, workers=cfg.workers, progress=cfg.progress))
             for run in runs}
+
+
+def _train_in_worker(*args, **kwargs) -> list[Run]:
+    """`train_method` in a worker process, its students sent back by their weights (`_Shipped`)."""
+    return [replace(run, model=_Shipped(run.model)) for run in train_method(*args, **kwargs)]
+
+
+class _Shipped:
+    """A model crossing to or from a worker process as its class name, weights and attributes
+    (such as `checkpoint_meta`), rebuilt on arrival: torch refuses to pickle a module with
+    parametrizations, and the reference family's weight-normalized layers are such modules."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    @classmethod
+    def of(cls, model):
+        return None if model is None else cls(model)
+
+    def __reduce__(self):
+        model = self.model
+        fresh = set(vars(type(model)(model.num_classes)))
+        attributes = {k: v for k, v in vars(model).items() if k not in fresh}
+        return _rebuilt, (type(model).__name__, model.num_classes, model.state_dict(), attributes, model.training)
+
+
+def _rebuilt(architecture: str, num_classes: int, state: dict, attributes: dict, training: bool) -> torch.nn.Module:
+    model = build(architecture, num_classes)
+    model.load_state_dict(state)
+    vars(model).update(attributes)
+    return model.train(training)
 
 
 def _worker_setup() -> None:

@@ -224,11 +224,12 @@ def test_a_teacher_keeps_its_snapshots_and_the_images_it_trained_on(tmp_path):
     assert int(seen.sum()) == 240 and not seen[splits.val_index].any()
 
 
-def test_seeds_side_by_side_equal_seeds_one_after_another(synthetic, tmp_cache, tmp_path):
+@pytest.mark.parametrize("family", ["tutorial", "reference"])  # the reference's models are weight-normalized:
+def test_seeds_side_by_side_equal_seeds_one_after_another(synthetic, tmp_cache, tmp_path, family):  # unpicklable modules
     """Worker processes of one thread each give exactly the runs that one thread gives one seed
     after another (amp off: a spawned worker does not see conftest's float32 patch)."""
-    teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=4).eval()
-    cfg = kdlib.Config(epochs=2, batch_size=64, views=2, amp="off", progress=False, workers=1)
+    teacher = kdlib.build(kdlib.models.teacher_architecture(family), synthetic.num_classes, seed=4).eval()
+    cfg = kdlib.Config(family=family, epochs=2, batch_size=64, views=2, amp="off", progress=False, workers=1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
