@@ -300,8 +300,8 @@ class _Shipped:
 
     def __reduce__(self):
         model = self.model
-        fresh = set(vars(type(model)(model.num_classes)))
-        attributes = {k: v for k, v in vars(model).items() if k not in fresh}
+        # what was set on it after it was built (torch's own state is underscored; `training` is passed)
+        attributes = {k: v for k, v in vars(model).items() if not k.startswith("_") and k not in ("training", "num_classes")}
         return _rebuilt, (type(model).__name__, model.num_classes, model.state_dict(), attributes, model.training)
 
 

@@ -62,15 +62,14 @@ def stop_children() -> list[int]:
     started = children()
     own_group = os.getpgrp()
     for pid in started:
-        try:
-            group = os.getpgid(pid)
-            # A child in this process's own group (a pipe's neighbour, a helper process) is signalled
-            # alone: the group also holds this process and the shell or script that started it.
-            if group != own_group:
-                os.killpg(group, signal.SIGTERM)
-            os.kill(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+        # A child in this process's own group (a pipe's neighbour, a helper process) is signalled
+        # alone: the group also holds this process and the shell or script that started it.
+        for send in (lambda: os.getpgid(pid) != own_group and os.killpg(os.getpgid(pid), signal.SIGTERM),
+                     lambda: os.kill(pid, signal.SIGTERM)):
+            try:
+                send()
+            except (ProcessLookupError, PermissionError):
+                pass
     deadline = time.monotonic() + GRACE_S
     while time.monotonic() < deadline and any(_alive(pid) for pid in started):
         time.sleep(0.1)
