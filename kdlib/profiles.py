@@ -50,8 +50,12 @@ PROFILES = {
     # The full scale: every training image outside the course's 5,000-image validation split
     # (45,000), 30 epochs each, weight decay as the published teacher's recipe. About 4 minutes
     # a student run, two seeds side by side, on a 2-core AVX-512 bf16 CPU (README, "The
-    # reference's table at its own scale").
-    "full": {**BASE, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER, "weight_decay": 5e-4},
+    # reference's table at its own scale"). Seeds 0-3: the first run had three, whose KD - CE
+    # (+0.57 [-0.26, +1.41]) left the 95% interval at df = 2 (t = 4.30) too wide to say; a fourth
+    # seed costs no wall time on two cores, as in the course, and narrows it by a third. Declared
+    # before the final-code run; the 2026-12-01 run's seeds 0-2 pair with it.
+    "full": {**BASE, "n_val": 5000, "teacher_weights": PUBLISHED_TEACHER, "weight_decay": 5e-4,
+             "seeds": [0, 1, 2, 3]},
     "smoke": {**BASE, "data": "synthetic", "n_train": 512, "n_val": 128, "n_test": 256, "teacher_epochs": 1,
               "student_epochs": 1, "seeds": [0], "views": 2, "batch_size": 64, "sweep_seeds": [0],
               "temperatures": [1.0, 4.0], "kd_weights": [0.5], "betas": [0.0, 250.0], "patient_epochs": 2},
