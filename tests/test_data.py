@@ -287,3 +287,29 @@ def test_a_validation_split_a_teacher_trained_on_is_refused():
     one_more = torch.cat([splits.train_index, splits.val_index[:1]])
     with pytest.raises(DataError, match="trained on 1 of"):
         splits.check_unseen(data.images_mask(one_more, 400), "this teacher")
+
+
+def test_a_jpeg_copy_reencoded_at_a_lower_quality_keeps_its_layout_and_loses_detail(tmp_path, tmp_cache):
+    """scripts/jpeg_quality.py measures how JPEG loss moves the reference's students; its copy must
+    be the same images, names and labels, only lossier."""
+    import sys
+    sys.path.insert(0, str(kdlib.series.REPOSITORY / "scripts"))
+    from jpeg_quality import reencode
+
+    root = tmp_path / "images"
+    generator = torch.Generator().manual_seed(0)
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(2):  # noise: detail that a low quality must lose
+                pixels = torch.randint(0, 256, (32, 32, 3), generator=generator, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(root / split / name / f"{i}.jpg", quality=95)
+    archive, lower = tmp_path / "copy.tar.gz", tmp_path / "q10.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(root, arcname="images")
+    reencode(archive, lower, quality=10)
+    with tarfile.open(archive) as a, tarfile.open(lower) as b:
+        assert sorted(m.name for m in a if m.isfile()) == sorted(m.name for m in b if m.isfile())
+    original, reencoded = kdlib.load(archive), kdlib.load(lower)
+    assert torch.equal(original.y_train, reencoded.y_train) and original.classes == reencoded.classes
+    assert (original.x_train.float() - reencoded.x_train.float()).abs().mean() > 10
