@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 GRACE_S = 5.0  # how long a child has to end after SIGTERM before SIGKILL
@@ -64,12 +64,12 @@ def stop_children() -> list[int]:
     for pid in started:
         # A child in this process's own group (a pipe's neighbour, a helper process) is signalled
         # alone: the group also holds this process and the shell or script that started it.
-        for send in (lambda: os.getpgid(pid) != own_group and os.killpg(os.getpgid(pid), signal.SIGTERM),
-                     lambda: os.kill(pid, signal.SIGTERM)):
-            try:
-                send()
-            except (ProcessLookupError, PermissionError):
-                pass
+        with suppress(ProcessLookupError, PermissionError):
+            group = os.getpgid(pid)
+            if group != own_group:
+                os.killpg(group, signal.SIGTERM)
+        with suppress(ProcessLookupError, PermissionError):  # the child itself, even where its group refused
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_S
     while time.monotonic() < deadline and any(_alive(pid) for pid in started):
         time.sleep(0.1)

@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.quality <= 95:
         raise SystemExit(f"--quality {args.quality}: Pillow's JPEG qualities run from 1 to 95; choose one there.")
-    theirs = [r for r in results.load(args.against / "results") if r["method"] == "ce"]
+    theirs = [r for r in results.latest_per_seed(results.load(args.against / "results")) if r["method"] == "ce"]
     if not theirs:
         raise SystemExit(f"--against {args.against}: no CE records in its results/; give a finished reference-profile run.")
     if not args.data.is_file():

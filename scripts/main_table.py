@@ -40,7 +40,8 @@ def column(run_dir: Path) -> dict[str, str]:
             if (name, "ce") in source.index and source.loc[(name, "ce"), "n_pairs"] > 1:
                 d = source.loc[(name, "ce")]
                 text += f"; {d['mean_diff']:+.2f} [{d['ci95_low']:+.2f}, {d['ci95_high']:+.2f}]"
-                text += (" holds after Holm" if d["holm"] else " (not after Holm)") if verdict else " (uncorrected: outside 06's Holm family)"
+                text += ((" holds after Holm" if d["holm"] else " (not after Holm)") if verdict
+                         else " (uncorrected: outside 06's Holm family)")
                 break
         cells[name] = text
     return cells
