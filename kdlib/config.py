@@ -67,7 +67,7 @@ class Config:
 def cpu_workers(workers: int | str = "auto") -> int:
     """How many seeds train side by side on the CPU, each in a process of one thread: "auto"
     is one per core (a thread per core fights nothing; two threads per run on two busy cores
-    slowed runs up to ninefold, README)."""
+    slowed runs up to ninefold)."""
     return max(1, os.cpu_count() or 1) if workers == "auto" else int(workers)
 
 

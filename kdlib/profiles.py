@@ -38,7 +38,7 @@ PROFILES = {
     # the controls, and sweeps with 2 seeds per point. Seeds 3-6, declared before the run that
     # made notebooks/ (README): none of the earlier course runs' seeds 0-2, and on two cores a
     # fourth seed costs no wall time (seeds train two side by side). Chosen by a screen on validation
-    # (scripts/recipe_screen.py, 2-core AMD EPYC, 2026-11-30; README, "The CPU course"): KD minus
+    # (scripts/recipe_screen.py, 2-core AMD EPYC, 2026-11-30; docs/history.md): KD minus
     # CE was +1.07 [-0.59, +2.74] with 30 epochs of 10,000 images and +3.60 [+3.17, +4.03] with
     # 60; 60 epochs of 5,000 gave +3.95 [+3.29, +4.61] at half the cost (the minutes of each
     # notebook: README, "The CPU course"). Validation every 5 epochs: a pass per epoch would

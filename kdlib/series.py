@@ -8,7 +8,7 @@ Profiles (kdlib.profiles; any parameter can be overridden with -p):
               images (5,000 more for validation), 60 epochs x 4 seeds, the controls, sweeps
               with 2 seeds (minutes per notebook: README, "The CPU course")
     full      the full scale: the published teacher, students 30 epochs on the 45,000 training
-              images outside the validation split, 3 seeds (hours on a 2-core CPU; README)
+              images outside the validation split, 4 seeds (hours on a 2-core CPU; README)
     smoke     seconds: synthetic data, one short epoch, for CI
     tutorial  the official tutorial's recipe: Adam 1e-3, 10 epochs, no augmentation, T=2
     reference the reference notebook's models and protocol: Adam 1e-3, 10 epochs, no

@@ -1,4 +1,4 @@
-"""CPU levers for the student (README, "CPU levers"): float32 against bf16 autocast, batch size
+"""CPU levers for the student (docs/speed.md, "CPU levers"): float32 against bf16 autocast, batch size
 with a scaled rate, torch.compile, threads; one LightNN, CE, 10,000 images, 3 epochs each.
 
     python scripts/cpu_levers.py DATA
