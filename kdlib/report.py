@@ -150,11 +150,14 @@ def distillation(records: list[dict]) -> str:
                      "give (the controls may gain over CE themselves: 06 shows it), and that excess points to what the "
                      "trained teacher knows.")
     elif gain and beats_controls:
+        provisional = len(family) < len(COMPARISONS)  # 06's larger family can take a verdict back
+        verdict = (f"only {', '.join(held)} hold{'s' if len(held) == 1 else ''}" if held else "none holds") + \
+            (" for now" if provisional else "")
         lines.append(f"KD's intervals against CE and against these two controls all lie above zero uncorrected, but after "
-                     f"Holm's correction over the {len(family)} comparisons with runs so far "
-                     f"{'only ' + ', '.join(held) + ' hold' + ('s' if len(held) == 1 else '') if held else 'none holds'}: "
+                     f"Holm's correction over the {len(family)} comparisons with runs so far, {verdict}: "
                      f"that KD gives more than {' or '.join(unshown) or 'CE'} is not established here (06 gives the "
-                     f"verdicts over all {len(COMPARISONS)} of its comparisons).")
+                     f"verdicts over all {len(COMPARISONS)} of its comparisons"
+                     + (", where fewer may hold)." if provisional else ")."))
     elif gain:
         lines.append("KD's interval against CE lies above zero, but not its intervals against both of these controls: "
                      "part of the gain may be the regularization any soft target gives, not the teacher's knowledge "
@@ -278,34 +281,46 @@ def overall(records: list[dict]) -> str:
 
 
 def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) -> str:
-    """07: the value validation chooses, its validation and test accuracy, and how far the
-    other values are from it against the seed spread. Without a validation split (`val_accuracy`
-    all NaN: a profile that trains on every image) nothing is chosen: the test accuracies are
-    reported, with the same reading of their span. ce_baseline: CE at the same seeds, on the
-    same split as the sweep's curve."""
+    """07: the value validation chooses, its validation and test accuracy, and each other value
+    against it, paired by seed (the sweep's values share their seeds), with its uncorrected 95%
+    interval. Without a validation split (`val_accuracy` all NaN: a profile that trains on every
+    image) nothing is chosen: the test accuracies are reported, and each value is read against the
+    one highest on test. ce_baseline: CE at the same seeds, on the same split as the sweep's curve."""
     from .experiment import best
     validation = not runs["val_accuracy"].isna().all()
     column, split = ("val_accuracy", "validation") if validation else ("accuracy", "test")
     means = runs.groupby(parameter)[["val_accuracy", "accuracy"]].mean()
-    spread = runs.groupby(parameter)[column].std(ddof=1).mean()
     seeds = runs.groupby(parameter)["seed"].nunique().min()
-    noise = spread * (2 / seeds) ** 0.5  # std of the difference of two values' means over `seeds` seeds
     span = means[column].max() - means[column].min()
     if validation:
-        chosen = best(runs, parameter)
-        text = (f"{parameter}: validation chooses {chosen:g} ({means.loc[chosen, 'val_accuracy']:.2f}% on validation, "
-                f"{means.loc[chosen, 'accuracy']:.2f}% on the test set, which chose nothing). ")
+        anchor = best(runs, parameter)
+        text = (f"{parameter}: validation chooses {anchor:g} ({means.loc[anchor, 'val_accuracy']:.2f}% on validation, "
+                f"{means.loc[anchor, 'accuracy']:.2f}% on the test set, which chose nothing). ")
     else:
+        anchor = means["accuracy"].idxmax()
         text = (f"{parameter}: no validation split in this profile, so nothing is chosen (the test set must not "
                 "choose); test accuracy by value: "
                 + ", ".join(f"{v:g}: {a:.2f}%" for v, a in means["accuracy"].items()) + ". ")
+    text += f"The values tried span {span:.2f} points on {split}"
     if seeds < 2:
-        text += f"The values tried span {span:.2f} points on {split}; with one seed a value, seed noise is unknown."
+        text += "; with one seed a value, seed noise is unknown."
     else:
-        text += (f"The values tried span {span:.2f} points on {split}; seed noise alone moves the difference of two "
-                 f"values' means by about {noise:.2f} (std, {seeds} seeds a value)")
-        text += (": more than three times that, so the knob matters here." if span > 3 * noise else
-                 ": within about three times that, so this sweep does not rank the values firmly.")
+        by_seed = runs.pivot_table(index="seed", columns=parameter, values=column)
+        against = {value: results.interval(by_seed[value] - by_seed[anchor])
+                   for value in by_seed.columns if value != anchor}
+        text += (f". Each other value minus {anchor:g}, paired by seed ({seeds} seeds a value; uncorrected 95% "
+                 "intervals): " + ", ".join(f"{value:g}: {row['mean_diff']:+.2f} [{row['ci95_low']:+.2f}, "
+                                            f"{row['ci95_high']:+.2f}]" for value, row in against.items()) + ". ")
+        below = [f"{value:g}" for value, row in against.items() if row["ci95_high"] < 0]
+        unranked = [f"{value:g}" for value, row in against.items() if row["ci95_high"] >= 0]
+        if not unranked:
+            text += "Every other value lies below it beyond seed noise: the knob matters here."
+        elif not below:
+            text += (f"None lies below it beyond seed noise: with {seeds} seeds a value this sweep does not rank "
+                     "the values firmly.")
+        else:
+            text += (f"{', '.join(below)} lie{'s' if len(below) == 1 else ''} below it beyond seed noise; "
+                     f"{', '.join(unranked)} cannot be told from it with {seeds} seeds a value.")
     if ce_baseline is not None:
         text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on {split}."
     return text
@@ -424,7 +439,7 @@ def fidelity(records: list[dict], lesson: str) -> str:
         lines.append(f"- {method}: agrees with its teacher on {row['train agreement']:.1f}% of the training images and "
                      f"{row['test agreement']:.1f}% of the test images (KL {row['train KL']:.3f} and {row['test KL']:.3f}).")
     gap = table["train agreement"] - table["test agreement"]
-    lines.append(f"Every student matches its teacher less on images it never trained on: the gap runs from "
+    lines.append(f"Every distilled student matches its teacher less on images it never trained on: the gap runs from "
                  f"{gap.min():.1f} points ({gap.idxmin()}) to {gap.max():.1f} ({gap.idxmax()})." if (gap > 0).all() else
                  f"Agreement on test minus agreement on training images runs from {-gap.max():+.1f} to {-gap.min():+.1f} points.")
     closest = table["test agreement"].idxmax()

@@ -6,16 +6,23 @@ from kdlib import report, results
 from test_results import rec
 
 
-def _sweep(values):
-    return pd.DataFrame({"beta": [0.0, 0.0, 250.0, 250.0], "seed": [0, 1, 0, 1],
-                         "val_accuracy": values, "accuracy": [60.0] * 4})
+def _sweep(values, betas=(0.0, 250.0)):
+    return pd.DataFrame({"beta": [b for b in betas for _ in (0, 1)], "seed": [0, 1] * len(betas),
+                         "val_accuracy": values, "accuracy": [60.0] * len(values)})
 
 
-def test_a_sweep_ranks_values_only_beyond_seed_noise():
+def test_a_sweep_ranks_values_only_beyond_seed_noise_paired_by_seed():
     clear = report.sweep(_sweep([61.0, 61.2, 64.0, 64.2]), "beta")
-    assert "chooses 250" in clear and "so the knob matters here" in clear
+    assert "chooses 250" in clear and "0: -3.00 [-3.00, -3.00]" in clear and "the knob matters here" in clear
     noisy = report.sweep(_sweep([61.0, 62.0, 61.5, 62.4]), "beta")
     assert "chooses 250" in noisy and "does not rank the values firmly" in noisy
+    # Seeds far apart, but each seed one point lower at beta 0: pairing sees what the spread hides.
+    paired = report.sweep(_sweep([60.0, 64.0, 61.0, 65.0]), "beta")
+    assert "0: -1.00 [-1.00, -1.00]" in paired and "the knob matters here" in paired
+    mixed = report.sweep(_sweep([61.0, 61.2, 64.0, 64.2, 63.0, 64.5], betas=(0.0, 250.0, 1000.0)), "beta")
+    assert "0 lies below it beyond seed noise; 1000 cannot be told from it with 2 seeds a value" in mixed
+    one_seed = report.sweep(_sweep([61.0, 64.0], betas=(0.0,)).assign(beta=[0.0, 250.0], seed=[0, 0]), "beta")
+    assert "with one seed a value, seed noise is unknown" in one_seed
 
 
 def test_the_distillation_lesson_says_whether_kd_beats_ce_and_both_controls():
