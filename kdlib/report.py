@@ -151,10 +151,10 @@ def distillation(records: list[dict]) -> str:
                      "trained teacher knows.")
     elif gain and beats_controls:
         provisional = len(family) < len(COMPARISONS)  # 06's larger family can take a verdict back
-        verdict = (f"only {', '.join(held)} hold{'s' if len(held) == 1 else ''}" if held else "none holds") + \
+        which_hold = (f"only {', '.join(held)} hold{'s' if len(held) == 1 else ''}" if held else "none holds") + \
             (" for now" if provisional else "")
         lines.append(f"KD's intervals against CE and against these two controls all lie above zero uncorrected, but after "
-                     f"Holm's correction over the {len(family)} comparisons with runs so far, {verdict}: "
+                     f"Holm's correction over the {len(family)} comparisons with runs so far, {which_hold}: "
                      f"that KD gives more than {' or '.join(unshown) or 'CE'} is not established here (06 gives the "
                      f"verdicts over all {len(COMPARISONS)} of its comparisons"
                      + (", where fewer may hold)." if provisional else ")."))
