@@ -39,8 +39,10 @@ def _accuracies(records: list[dict], lesson: str) -> str:
     lines = ["| method | seeds | test accuracy % (mean ± std) | agreement with its teacher % (train / test) | ECE |",
              "|---|---|---|---|---|"]
     for _, row in table.iterrows():
-        agree = (f"{fidelity.loc[row['method'], 'train agreement']:.1f} / {fidelity.loc[row['method'], 'test agreement']:.1f}"
-                 if row["method"] in fidelity.index else "")
+        if row["method"] in fidelity.index:
+            agree = f"{fidelity.loc[row['method'], 'train agreement']:.1f} / {fidelity.loc[row['method'], 'test agreement']:.1f}"
+        else:  # records made before the fidelity metric hold agreement on the test images only
+            agree = "" if pd.isna(row.get("teacher_agreement")) else f"— / {row['teacher_agreement']:.1f}"
         spread = f" ± {row['std']:.2f}" if row["n_seeds"] > 1 else ""
         lines.append(f"| {row['method']} | {int(row['n_seeds'])} | {row['mean']:.2f}{spread} | {agree} | {row['ece']:.3f} |")
     return "\n".join(lines)
