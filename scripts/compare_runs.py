@@ -2,13 +2,19 @@
 the second, whether its metrics equal the first's to the last digit.
 
     python scripts/compare_runs.py FIRST_RUN_DIR SECOND_RUN_DIR
+    python scripts/compare_runs.py FIRST_RUN_DIR SECOND_RUN_DIR --paired
 
 How a re-run at new code shows that the code changed nothing that a result reads (2026-12-01:
-the course at 99e1a60 against 4c607ac, 93 of 93 records equal).
+the course at 99e1a60 against 4c607ac, 93 of 93 records equal). With --paired, for a re-run that
+is not meant to be equal (other code, precision or CPU): each method's test accuracy in the
+second run minus the first, paired by the seeds both ran, with its 95% interval (uncorrected:
+a replication check, one line per method).
 """
 
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from kdlib import results
 
@@ -34,5 +40,20 @@ def main(first: str, second: str) -> None:
           f"{len(b) - len(shared)} only in {second}, {len(a) - len(shared)} only in {first}")
 
 
+def paired(first: str, second: str) -> None:
+    a, b = records(Path(first)), records(Path(second))
+    rows = {}
+    for key in (k for k in b if k in a and k[0] == "results"):  # the main runs, not sweeps or patience
+        _, method, seed, *_ = key
+        rows.setdefault(method, {})[seed] = 100 * (b[key]["metrics"]["accuracy"] - a[key]["metrics"]["accuracy"])
+    print(f"test accuracy, {second} minus {first}, paired by seed (points; uncorrected 95% intervals):")
+    for method, by_seed in rows.items():
+        if method == "teacher":
+            continue
+        diff = results.interval(pd.Series(by_seed))
+        interval = (f"[{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]" if diff["n_pairs"] > 1 else "(one seed)")
+        print(f"- {method}: {diff['mean_diff']:+.2f} {interval}, seeds {sorted(by_seed)}")
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    (paired if "--paired" in sys.argv else main)(*[a for a in sys.argv[1:] if a != "--paired"][:2])

@@ -1,0 +1,35 @@
+"""The scripts that make the README's tables and compare runs, on records written here."""
+
+import sys
+
+from kdlib import results, series
+from test_results import rec
+
+sys.path.insert(0, str(series.REPOSITORY / "scripts"))
+import compare_runs  # noqa: E402
+import course_tables  # noqa: E402
+
+
+def _with_agreement(method, seed, acc, test_agreement, fidelity=None):
+    record = rec(method, seed, acc)
+    record["metrics"]["teacher_agreement"] = test_agreement
+    if fidelity:
+        record["metrics"]["fidelity"] = fidelity
+    return record
+
+
+def test_agreement_is_shown_for_the_test_images_where_older_records_hold_nothing_more():
+    older = [_with_agreement(m, s, 0.7 + 0.01 * s, 0.78) for m in ("ce", "kd") for s in (0, 1)]
+    rows = {line.split(" | ")[0].strip("| "): line for line in course_tables._accuracies(older, "methods").splitlines()[2:]}
+    assert "| — / 78.0 |" in rows["ce"] and "| — / 78.0 |" in rows["kd"]
+
+
+def test_two_runs_are_compared_method_by_method_paired_by_the_seeds_both_ran(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for seed, (a, b) in enumerate([(0.70, 0.71), (0.72, 0.73), (0.71, 0.72)]):
+        results.save(rec("ce", seed, a), first / "results")
+        results.save(rec("ce", seed, b), second / "results")
+    results.save(rec("ce", 3, 0.99), second / "results")  # a seed the first run lacks: left out of the pairs
+    compare_runs.paired(str(first), str(second))
+    said = capsys.readouterr().out
+    assert "- ce: +1.00 [+1.00, +1.00], seeds [0, 1, 2]" in said
