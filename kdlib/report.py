@@ -283,7 +283,8 @@ def overall(records: list[dict]) -> str:
 def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) -> str:
     """07: the value validation chooses, its validation and test accuracy, and each other value
     against it, paired by seed (the sweep's values share their seeds), with its uncorrected 95%
-    interval. Without a validation split (`val_accuracy` all NaN: a profile that trains on every
+    interval; a value is ranked below the chosen one only where Holm's correction over the sweep's
+    comparisons holds. Without a validation split (`val_accuracy` all NaN: a profile that trains on every
     image) nothing is chosen: the test accuracies are reported, and each value is read against the
     one highest on test. ce_baseline: CE at the same seeds, on the same split as the sweep's curve."""
     from .experiment import best
@@ -311,15 +312,18 @@ def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) 
         text += (f". Each other value minus {anchor:g}, paired by seed ({seeds} seeds a value; uncorrected 95% "
                  "intervals): " + ", ".join(f"{value:g}: {row['mean_diff']:+.2f} [{row['ci95_low']:+.2f}, "
                                             f"{row['ci95_high']:+.2f}]" for value, row in against.items()) + ". ")
-        below = [f"{value:g}" for value, row in against.items() if row["ci95_high"] < 0]
-        unranked = [f"{value:g}" for value, row in against.items() if row["ci95_high"] >= 0]
+        # Holm over this sweep's own comparisons: a value is ranked below only where the correction holds.
+        adjusted = dict(zip(against, results.holm([row["p_value"] for row in against.values()])))
+        below = [f"{value:g}" for value, row in against.items() if row["mean_diff"] < 0 and adjusted[value] < 0.05]
+        unranked = [f"{value:g}" for value in against if f"{value:g}" not in below]
+        family = f"holding after Holm over this sweep's {len(against)} comparison{'s' if len(against) > 1 else ''}"
         if not unranked:
-            text += "Every other value lies below it beyond seed noise: the knob matters here."
+            text += f"Every other value lies below it, {family}: the knob matters here."
         elif not below:
-            text += (f"None lies below it beyond seed noise: with {seeds} seeds a value this sweep does not rank "
-                     "the values firmly.")
+            text += (f"None lies below it beyond seed noise after Holm over this sweep's {len(against)}: with {seeds} "
+                     "seeds a value this sweep does not rank the values firmly.")
         else:
-            text += (f"{', '.join(below)} lie{'s' if len(below) == 1 else ''} below it beyond seed noise; "
+            text += (f"{', '.join(below)} lie{'s' if len(below) == 1 else ''} below it, {family}; "
                      f"{', '.join(unranked)} cannot be told from it with {seeds} seeds a value.")
     if ce_baseline is not None:
         text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on {split}."

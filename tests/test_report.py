@@ -20,7 +20,10 @@ def test_a_sweep_ranks_values_only_beyond_seed_noise_paired_by_seed():
     paired = report.sweep(_sweep([60.0, 64.0, 61.0, 65.0]), "beta")
     assert "0: -1.00 [-1.00, -1.00]" in paired and "the knob matters here" in paired
     mixed = report.sweep(_sweep([61.0, 61.2, 64.0, 64.2, 63.0, 64.5], betas=(0.0, 250.0, 1000.0)), "beta")
-    assert "0 lies below it beyond seed noise; 1000 cannot be told from it with 2 seeds a value" in mixed
+    assert "0 lies below it, holding after Holm over this sweep's 2 comparisons; 1000 cannot be told from it" in mixed
+    # Each interval excludes zero on its own (p about 0.03), but not after Holm over the two comparisons.
+    uncorrected = report.sweep(_sweep([61.0, 61.1, 62.0, 62.2, 61.0, 61.1], betas=(0.0, 250.0, 1000.0)), "beta")
+    assert "-1.05 [-1.69, -0.41]" in uncorrected and "does not rank the values firmly" in uncorrected
     one_seed = report.sweep(_sweep([61.0, 64.0], betas=(0.0,)).assign(beta=[0.0, 250.0], seed=[0, 0]), "beta")
     assert "with one seed a value, seed noise is unknown" in one_seed
 
