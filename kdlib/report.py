@@ -314,16 +314,17 @@ def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) 
                                             f"{row['ci95_high']:+.2f}]" for value, row in against.items()) + ". ")
         # Holm over this sweep's own comparisons: a value is ranked below only where the correction holds.
         adjusted = dict(zip(against, results.holm([row["p_value"] for row in against.values()])))
-        below = [f"{value:g}" for value, row in against.items() if row["mean_diff"] < 0 and adjusted[value] < 0.05]
-        unranked = [f"{value:g}" for value in against if f"{value:g}" not in below]
-        family = f"holding after Holm over this sweep's {len(against)} comparison{'s' if len(against) > 1 else ''}"
+        lower = {value: row["mean_diff"] < 0 and adjusted[value] < 0.05 for value, row in against.items()}
+        below = [f"{value:g}" for value, is_lower in lower.items() if is_lower]
+        unranked = [f"{value:g}" for value, is_lower in lower.items() if not is_lower]
+        family = f"Holm over this sweep's {len(against)} comparison{'s' if len(against) > 1 else ''}"
         if not unranked:
-            text += f"Every other value lies below it, {family}: the knob matters here."
+            text += f"Every other value lies below it, holding after {family}: the knob matters here."
         elif not below:
-            text += (f"None lies below it beyond seed noise after Holm over this sweep's {len(against)}: with {seeds} "
-                     "seeds a value this sweep does not rank the values firmly.")
+            text += (f"None lies below it after {family}: with {seeds} seeds a value this sweep does not rank the "
+                     "values firmly.")
         else:
-            text += (f"{', '.join(below)} lie{'s' if len(below) == 1 else ''} below it, {family}; "
+            text += (f"{', '.join(below)} lie{'s' if len(below) == 1 else ''} below it, holding after {family}; "
                      f"{', '.join(unranked)} cannot be told from it with {seeds} seeds a value.")
     if ce_baseline is not None:
         text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on {split}."
