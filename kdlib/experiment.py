@@ -204,8 +204,8 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     where it stopped. tag: part of the checkpoint's name, for runs of one method with other
     settings (the sweeps); together: how many seeds train at once as one stacked network
     (`kdlib.train.fit_together`); by default all of them on a GPU, where the student is
-    launch-bound, and one at a time on the CPU, where stacking is slower (1.2-2.5x per seed for
-    three LightNNs on a 2-core EPYC, docs/engine.md); meta: extra fields of the record and checkpoint.
+    launch-bound, and one at a time on the CPU, where stacking is slower (three LightNNs on a
+    2-core EPYC: docs/engine.md); meta: extra fields of the record and checkpoint.
     """
     recipe = get_method(method)
     cfg = method_config(method, cfg)

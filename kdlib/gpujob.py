@@ -9,8 +9,8 @@ from its last epoch):
 
     bench      python -m kdlib.bench (the engine against the tutorial's pipeline), seeds
                together (--together 3): its seconds per epoch also size the stages below
-    full       the `full` profile: the teacher on fresh views with weight decay, every
-               student method and control over 3 seeds, the sweeps
+    full       the `full` profile: the published teacher, every student method and
+               control over 4 seeds, the sweeps
     reference  the `reference` profile: the reference notebook's models and protocol
     publish    into the repository: each finished stage's run folder as published/full-gpu-DATE/
                and reference-gpu-DATE/ (notebooks, records, results.csv, runs.csv), and a
