@@ -5,7 +5,7 @@ epochs, float32, two side by side), and pair them by seed with a finished run on
     python scripts/jpeg_quality.py --data ../shared/data/cifar10-jpeg.tar.gz --quality 50 \
         --out runs/jpeg-q50 --against published/reference-cpu-2026-12-01
 
-Why: the reference profile lands 1-3 points below every row of the reference's table, CE's
+Why: the reference profile lands 0.95-2.95 points below every row of the reference's table, CE's
 included, and this copy is JPEG at quality about 75 where the reference read the original
 arrays; with no original here, the slope of accuracy against further JPEG loss is what can be
 measured. 2026-12-01, 2-core Intel Xeon, float32: quality 50 against the copy, CE
