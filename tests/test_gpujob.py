@@ -30,6 +30,21 @@ def test_estimates_come_from_the_bench_when_there_is_one_else_from_the_h100_run(
     assert gpujob.plan(budget, fast, set(), smoke=False) == ["bench", "reference", "publish"]
 
 
+def test_a_job_run_again_after_a_cut_plans_with_the_bench_it_made(tmp_path, monkeypatch):
+    out = tmp_path / "job"
+    (out / "bench").mkdir(parents=True)
+    fast = {"workloads": {"teacher CE": {"kdlib_s": 1.0, "targets_s": 0.0},
+                          "student CE": {"kdlib_s": 0.1, "targets_s": 0.0}}}
+    (out / "bench" / "bench.json").write_text(json.dumps(fast))
+    (out / "bench" / ".done").write_text("150 s\n")
+    minutes = (gpujob.estimate("full", fast) + 30) / 60
+    assert gpujob.estimate("full", None) > minutes * 60  # by the H100's figures it would not fit
+    ran = []
+    monkeypatch.setattr(gpujob, "run_stage", lambda stage, out, args: (out / stage).mkdir(exist_ok=True) or ran.append(stage))
+    gpujob.main([str(out), "--minutes", f"{minutes:.3f}"])
+    assert ran == ["full", "publish"]
+
+
 def test_the_gpu_job_runs_every_stage_resumes_and_publishes(tmp_path):
     repository = tmp_path / "repository"
     out = tmp_path / "job"
