@@ -2,13 +2,15 @@
 fair, fast benchmark. Modules: models, data, losses, methods (each way to train the student,
 declared once), config (a run's settings), identity (what a run is, and every key from it),
 targets (the teacher's outputs, once), members (seeds stacked into one network), train (the
-engine), evaluation (a trained model's metrics), checkpoints, results, plots, experiment,
+engine), evaluation (a trained model's metrics), checkpoints, results (records and their
+tables), report (what a run shows, in sentences), plots, experiment (what the notebooks call),
 profiles (the series' parameters), checks (every setting's rule), files (atomic writes, safe
-loads), published (the teacher in weights/), series (python -m kdlib.series), bench (python -m
-kdlib.bench), gpujob (python -m kdlib.gpujob).
+loads), stopping (signals, locks), published (the teacher in weights/), series (python -m
+kdlib.series), bench (python -m kdlib.bench), cpubench (python -m kdlib.cpubench), gpujob
+(python -m kdlib.gpujob).
 
 `import kdlib` loads torch and the engine only: the modules that need pandas, seaborn or
-matplotlib (results, plots, experiment, published) load when first used. It changes one global
+matplotlib, and the commands' modules (`_LAZY` below), load when first used. It changes one global
 setting: float32 subnormals count as zero on the CPU (`config.flush_denormals`: late in a run
 they made each epoch twice as slow on an Intel CPU).
 """

@@ -1,11 +1,10 @@
 """Files written whole or not at all, tensor files read back without running code, and the
 content digests that name caches and identify weights and data.
 
-Every file kdlib writes (checkpoints, caches, records, executed notebooks' companions) goes
-through `write_atomic`: the bytes go to a unique temporary file beside the target, which is
-renamed over it only once complete. An interrupted or failed write leaves the earlier file
-as it was and no temporary file behind, and two processes writing the same path never share
-a temporary name.
+Every checkpoint, cache, record, table and figure kdlib writes goes through `write_atomic`: the
+bytes go to a unique temporary file beside the target, which is renamed over it only once
+complete. An interrupted or failed write leaves the earlier file as it was and no temporary
+file behind, and two processes writing the same path never share a temporary name.
 
 Every tensor file kdlib reads goes through `load_tensors`, with torch's `weights_only`
 unpickler: a planted or damaged file can hold tensors and plain values only, never code,

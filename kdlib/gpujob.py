@@ -118,7 +118,6 @@ def run_stage(stage: str, out: Path, args) -> None:
         with open(folder / "bench.md", "w") as log:
             subprocess.run(command, stdout=log, check=True)
     elif stage in ("full", "reference"):
-        from . import series
         overrides = [("data", data)]
         if args.smoke:  # the stage's own profile at smoke scale, its shape kept (family, validation split)
             overrides = [(k, repr(v)) for k, v in at_smoke_scale(stage).items() if v != PROFILES[stage][k]]

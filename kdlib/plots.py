@@ -14,6 +14,7 @@ import numpy as np
 import seaborn as sns
 import torch
 
+from .files import write_atomic
 from .methods import label
 from .results import REFERENCE_UNTRAINED
 
@@ -30,10 +31,9 @@ def _figure(*grid, **options):
 
 
 def save(fig, path: str | os.PathLike) -> Path:
+    """`fig` as an image file (its format from the suffix), written whole or not at all."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=DPI, bbox_inches="tight"))
 
 
 def curves(histories: dict[str, list[dict]], title: str = "") -> plt.Figure:
@@ -286,6 +286,3 @@ def sweep(runs, parameter: str, title: str = "", baseline: float | None = None,
     fig.tight_layout()
     return fig
 
-
-__all__ = ["save", "curves", "accuracy_bars", "differences", "per_class_heatmap", "confusion_matrix",
-           "image_grid", "attention_grid", "temperature_effect", "sweep"]

@@ -69,8 +69,9 @@ PROFILES = {
 }
 DEFAULT = "course"  # what the notebooks' parameter cells hold
 # What "smoke scale" means, whatever the profile: synthetic data, one short epoch, one seed.
-SMOKE_SCALE = ("data", "n_train", "n_test", "teacher_epochs", "student_epochs", "views", "batch_size",
-               "temperatures", "kd_weights", "betas", "sweep_seeds", "patient_epochs")
+# (views, seeds and sweep seeds keep the profile's shape: `at_smoke_scale` sets them itself.)
+SMOKE_SCALE = ("data", "n_train", "n_test", "teacher_epochs", "student_epochs", "batch_size",
+               "temperatures", "kd_weights", "betas", "patient_epochs")
 
 
 def at_smoke_scale(profile: str) -> dict:

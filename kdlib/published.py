@@ -5,7 +5,7 @@ trained teacher, and loaded, checked against the data it meets, instead of train
 
 Why: a strong teacher costs a GPU or hours of CPU; published, a CPU user runs every student
 notebook against it in minutes (01_teacher's `teacher_weights` parameter). Float16 halves the
-file (a DeepNN: 2.4 MB); `publish` measures the test accuracy of the float16 weights
+file (a DeepNN: 2.4 MB); `write_teacher` measures the test accuracy of the float16 weights
 themselves, and that is the accuracy written beside them.
 """
 

@@ -10,6 +10,12 @@ these, so that no sentence about a result can go stale when the numbers change.
     features(records)            -> 05: the tutorial's feature methods against CE, and against its own runs
     overall(records)             -> 06: what survives the correction, in one paragraph
     sweep(runs, parameter, ...)  -> 07: the value validation chooses, and the spread around it
+    one_seed(records)            -> 06: what each seed alone would have said (one_seed_reading: in words)
+    consistency(records, ...)    -> 08: each step of the way of teaching, with 08's Holm family
+    patience(short, long, ...)   -> 08: a method's gain at the series' schedule and at the longer one
+    fidelity(records, lesson)    -> 08, 09: how closely each student matches its teacher
+    teachers(records, accuracy)  -> 09: each teacher's students against CE, by the teacher's accuracy
+    against_reference(records)   -> the reference table, row by row, inside our mean ± 2 std or not
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import results
-from .methods import METHODS, controls
+from .methods import DECLARED, METHODS, controls, rows
 from .models import build, count_parameters, student_architecture, teacher_architecture
 
 # 06's family of comparisons: every method that distils against CE, KD against each control, and
@@ -339,21 +345,21 @@ TUTORIAL_BUILDS = {"PyTorch 2.0 build": (75.10, 69.86, 70.80), "a later build of
 
 def one_seed(records: list[dict], pairs=None) -> pd.DataFrame:
     """For each comparison with CE: the difference each single seed shows, how many seeds
-    alone would have called the method better (or worse), and the three-seed paired verdict
+    alone would have called the method better (or worse), and the paired verdict over all seeds
     with Holm's correction over 06's family."""
     pairs = pairs or [(m, b) for m, b in COMPARISONS if b == "ce"]
     runs = results.frame(records).pivot_table(index="seed", columns="method", values="accuracy")
     family = comparisons(records).set_index(["method", "baseline"])
-    rows = []
+    table = []
     for method, baseline in pairs:
         if method not in runs or baseline not in runs or (method, baseline) not in family.index:
             continue
         diff = (runs[method] - runs[baseline]).dropna()
         verdict_row = family.loc[(method, baseline)]
-        rows.append({"comparison": f"{method} − {baseline}", **{f"seed {s}": d for s, d in diff.items()},
+        table.append({"comparison": f"{method} − {baseline}", **{f"seed {s}": d for s, d in diff.items()},
                      "seeds above": int((diff > 0).sum()), "seeds below": int((diff < 0).sum()),
                      "paired mean": verdict_row["mean_diff"], "holds after Holm": bool(verdict_row["holm"])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(table)
 
 
 def one_seed_reading(table: pd.DataFrame) -> str:
@@ -434,7 +440,6 @@ def fidelity(records: list[dict], lesson: str) -> str:
     """08, 09: how closely each student matches its teacher on training and on test images, and
     where it stops matching (the gap between the two)."""
     table = results.fidelity(records, lesson).set_index("method")
-    from .methods import DECLARED
     untaught = [m for m in table.index if m in DECLARED and not DECLARED[m].needs]  # no teacher: the controls
     labels_only, table = table.loc[untaught], table.drop(index=untaught)
     if table.empty:
@@ -488,7 +493,6 @@ def teachers(records: list[dict], accuracy: dict[str, float]) -> tuple[pd.DataFr
     per comparison: a student minus CE that 06 already makes (KD, the small teacher) carries 06's
     verdict; every other (the snapshots, the untrained teacher) gets Holm's correction over 09's
     family."""
-    from .methods import rows
     names = [m for m in rows("teachers") if m != "ce" and m in accuracy]
     own = [m for m in names if (m, "ce") not in COMPARISONS]
     table = results.comparisons(records, [(m, "ce") for m in own])

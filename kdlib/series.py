@@ -146,7 +146,7 @@ def holds_run(folder: Path) -> bool:
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """A run folder is new, empty, or holds a kdlib run, and is never part of the sources."""
     sources = [REPOSITORY / name for name in ("notebooks", "figures", "published", "kdlib", "tests", "weights",
-                                               ".git", ".ci")]
+                                               "scripts", "docs", ".git", ".ci")]
     if run_dir == REPOSITORY or any(run_dir == folder or folder in run_dir.parents for folder in sources):
         raise SystemExit(f"kdlib.series: {run_dir} is part of the repository's sources; a run would "
                          "write over them. Choose a run folder elsewhere (default: runs/PROFILE-TIME).")
@@ -394,8 +394,6 @@ def copy_to_repository(run_dir: Path) -> None:
     "**Time.**" paragraph states what the notebook took in this run, from notebooks.csv) and its
     figures, results.csv, runs.csv and notebooks.csv go into figures/; the README's screenshot of
     06 is retaken where Chromium is installed (scripts/screenshot.py)."""
-    import shutil
-
     import nbformat
 
     present = [name for name in NOTEBOOKS if (run_dir / name).is_file()]
