@@ -63,7 +63,7 @@ class Batch:
 @dataclass(frozen=True)
 class Method:
     name: str
-    title: str
+    title: str              # what it is, in words, for the reader of this table (no output prints it)
     needs: tuple[str, ...]  # teacher targets: "logits", "act", "grad" and/or "feat"
     loss: Callable          # (Batch, Config) -> {term: per-sample loss}
     knobs: tuple[str, ...] = ()  # the Config fields only this recipe reads (tables compare the rest)
