@@ -78,13 +78,8 @@ def take_or_train(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     """Another notebook's runs that this one compares against: taken from the run folder when
     they are there with exactly these settings, data, teacher and code, trained here (saying
     so) when they are not, so that every notebook runs on its own."""
-    found = recorded_accuracies(results_dir, method, splits, method_config(method, cfg), seeds,
-                                teacher_of(method, teacher, splits, cfg))
-    missing = [seed for seed in seeds if seed not in found]
-    if missing:
-        print(f"{method}: no finished run for seed(s) {missing} in this run folder "
-              "(its notebook has not run here): training it now, with this notebook's parameters.")
-    return train_method(method, splits, cfg, seeds, teacher, results_dir, checkpoint_dir, reuse=True, **meta)
+    return train_method(method, splits, cfg, seeds, teacher, results_dir, checkpoint_dir, reuse=True,
+                        why_missing="its notebook has not run here", **meta)
 
 
 def method_config(method: str, cfg: Config) -> Config:
@@ -189,7 +184,7 @@ def _published_teacher(weights, splits: Splits, cfg: Config) -> Run:
 
 def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
                  results_dir=None, checkpoint_dir=None, reuse: bool = False,
-                 tag: str = "", together: int | None = None, **meta) -> list[Run]:
+                 tag: str = "", together: int | None = None, why_missing: str = "", **meta) -> list[Run]:
     """Train a fresh student of `cfg.family` with `method` once per seed; save records and
     checkpoints under the method's name.
 
@@ -205,7 +200,8 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
     settings (the sweeps); together: how many seeds train at once as one stacked network
     (`kdlib.train.fit_together`); by default all of them on a GPU, where the student is
     launch-bound, and one at a time on the CPU, where stacking is slower (three LightNNs on a
-    2-core EPYC: docs/engine.md); meta: extra fields of the record and checkpoint.
+    2-core EPYC: docs/engine.md); why_missing: with reuse, say which seeds are not finished here
+    and why (`take_or_train`: another notebook's runs); meta: extra fields of the record and checkpoint.
     """
     recipe = get_method(method)
     cfg = method_config(method, cfg)
@@ -234,6 +230,9 @@ def train_method(method: str, splits: Splits, cfg: Config, seeds, teacher=None,
             done.update(found)
     reused = set(done)
     pending = [group for group in groups if group[0] not in done]
+    if pending and why_missing:
+        print(f"{method}: no finished run for seed(s) {[seed for group in pending for seed in group]} in this run "
+              f"folder ({why_missing}): training it now, with this notebook's parameters.")
     targets = teacher_targets(teacher, splits, cfg, needs=recipe.needs) if pending and recipe.needs and cfg.fixed_views else None
     workers = min(cpu_workers(cfg.workers), len(pending)) if resolve_device(cfg.device).type == "cpu" else 1
     if workers > 1:  # the groups side by side, each in a process of one thread
@@ -388,22 +387,6 @@ def _finished_run(name: str, architecture: str, splits: Splits, cfg: Config, res
                        metrics=rec["metrics"], seconds=rec["seconds"], device=rec["device"],
                        source=rec["source"], group=rec.get("group", [cfg.seed]))
     return None
-
-
-def recorded_accuracies(results_dir, method: str, splits: Splits, cfg: Config, seeds,
-                        teacher=None) -> dict[int, float]:
-    """Test accuracy (%) by seed of the recorded runs of `method` with exactly these settings
-    (the seed aside), data, teacher, recipe and code, trained in any group; seeds without
-    such a run are absent."""
-    records = results.load(results_dir)
-    found = {}
-    for seed in seeds:
-        wanted = identity.of_run(replace(cfg, seed=seed), splits, teacher, method)
-        del wanted["group"]
-        for rec in records:
-            if rec["method"] == method and identity.matches(rec, wanted):
-                found[seed] = 100 * rec["metrics"]["accuracy"]
-    return found
 
 
 def load_student(checkpoint_dir, method: str, seed: int, splits: Splits, family: str = "tutorial"):

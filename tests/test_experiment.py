@@ -144,7 +144,8 @@ def test_kd_from_an_untrained_teacher_is_trained_by_its_name_alone(synthetic, tm
     assert (tmp_path / "ck" / "student-kd_untrained-seed0.pt").is_file()
     monkeypatch.setattr(experiment, "fit_together", lambda *a, **k: pytest.fail("retrained the control"))
     experiment.train_method("kd_untrained", synthetic, cfg, [0], trained, **folders, reuse=True)
-    assert experiment.recorded_accuracies(tmp_path / "results", "kd_untrained", synthetic, cfg, [0], untrained)
+    wanted = kdlib.identity.of_run(replace(cfg, seed=0), synthetic, untrained, "kd_untrained")
+    assert kdlib.identity.matches(record, wanted)  # its identity names the untrained teacher
 
 
 def test_seeds_trained_together_keep_a_record_checkpoint_and_share_of_time_each(synthetic, tmp_path, monkeypatch):
