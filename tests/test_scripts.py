@@ -31,3 +31,22 @@ def test_two_runs_are_compared_method_by_method_paired_by_the_seeds_both_ran(tmp
     compare_runs.paired(str(first), str(second))
     said = capsys.readouterr().out
     assert "- ce: +1.00 [+1.00, +1.00], seeds [0, 1, 2]" in said
+
+
+def test_the_readme_main_table_is_what_main_table_prints_from_the_published_runs(capsys):
+    """The README's main table is computed, not typed: run the command the README gives and
+    compare every row but the teacher's (whose cells say by hand which teacher each column used)."""
+    import shlex
+    import main_table
+    readme = (series.REPOSITORY / "README.md").read_text()
+    start = readme.index("`python scripts/main_table.py ") + len("`python scripts/main_table.py ")
+    command = readme[start:readme.index("`", start)].replace("\n", " ")
+    main_table.main([arg.replace("=published/", f"={series.REPOSITORY}/published/") for arg in shlex.split(command)])
+    printed = capsys.readouterr().out.strip().splitlines()
+    after = readme[start:].splitlines()
+    first = next(i for i, line in enumerate(after) if line.startswith("| method |"))
+    in_readme = after[first:first + len(printed)]
+    assert in_readme[0] == printed[0], "the README's columns are not the command's"
+    for ours, theirs in zip(in_readme[2:], printed[2:]):
+        if not ours.startswith("| teacher |"):
+            assert ours == theirs, f"README row is stale: run the command above the table again\n{ours}\n{theirs}"
