@@ -50,3 +50,19 @@ def test_the_readme_main_table_is_what_main_table_prints_from_the_published_runs
     for ours, theirs in zip(in_readme[2:], printed[2:]):
         if not ours.startswith("| teacher |"):
             assert ours == theirs, f"README row is stale: run the command above the table again\n{ours}\n{theirs}"
+
+
+def test_the_readme_course_table_is_the_course_runs_results_csv():
+    """The course's table in the README (made by scripts/course_tables.py from the run's records,
+    which are not in the repository) says what figures/results.csv, copied from that run, says."""
+    import csv
+    readme = (series.REPOSITORY / "README.md").read_text()
+    section = readme[readme.index("### The CPU course"):]
+    table = section[section.index("| method | seeds | test accuracy % (mean ± std)"):].split("\n\n")[0].splitlines()[2:]
+    in_readme = [[cell.strip().strip("*") for cell in line.strip("|").split("|")][1:3] for line in table]
+    saved = list(csv.DictReader(open(series.REPOSITORY / "figures" / "results.csv")))
+    assert len(in_readme) == len(saved)
+    for (seeds, accuracy), row in zip(in_readme, saved):
+        assert seeds == row["n_seeds"], row["method"]
+        numbers = [float(x) for x in accuracy.split(" ± ")]
+        assert numbers == [float(row["mean"]), *([float(row["std"])] if row["std"] else [])], row["method"]
