@@ -198,4 +198,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from .checks import command
+    command("python -m kdlib.bench", main)

@@ -91,6 +91,8 @@ RULES: dict[str, tuple[Callable, str]] = {
     "profile": _TEXT,
     "teacher_epochs": _EPOCHS,
     "teacher_weights": _optional(_TEXT),
+    "teacher_snapshots": ((lambda v: isinstance(v, (list, tuple)) and all(_is_int(x) and x >= 1 for x in v)),
+                          "a list of epochs >= 1, e.g. [5, 15] ([] for none)"),
     "student_epochs": _EPOCHS,
     "sweep_epochs": _optional(_EPOCHS),
     "patient_epochs": _EPOCHS,
@@ -138,6 +140,18 @@ def check(values: dict, where: str = "") -> None:
     if found:
         lines = "\n  ".join(found)
         raise ParameterError(f"Invalid parameter{'s' if len(found) > 1 else ''}{f' ({where})' if where else ''}:\n  {lines}")
+
+
+def command(prog: str, main: Callable, *args, **kwargs):
+    """Run a command's `main` so that an input it refuses (a setting, a data source, a
+    checkpoint, a file or folder that is not there) ends it in one line naming the problem,
+    with exit status 1, instead of a traceback."""
+    from .checkpoints import CheckpointError
+    from .data import DataError
+    try:
+        return main(*args, **kwargs)
+    except (ParameterError, DataError, CheckpointError, FileNotFoundError, NotADirectoryError) as error:
+        raise SystemExit(f"{prog}: {error}") from None
 
 
 def check_device(device: str) -> None:

@@ -175,4 +175,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .checks import command
+    sys.exit(command("python -m kdlib.cpubench", main))

@@ -174,6 +174,13 @@ def main(argv=None) -> None:
     parser.add_argument("--smoke", action="store_true", help="every stage at smoke scale (synthetic data)")
     parser.add_argument("--repository", type=Path, default=REPOSITORY, help="where publish writes")
     args = parser.parse_args(argv)
+    if args.minutes is not None and not args.minutes > 0:
+        parser.error(f"--minutes {args.minutes:g}: give the minutes the job may take, a number > 0")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"{args.out} is a file: give a folder for the job (new, or the one of a job to continue)")
+    if not args.smoke and args.data not in ("cifar10", "synthetic") and not Path(args.data).exists():
+        parser.error(f"--data {args.data}: no such file or folder (the JPEG copy's .tar.gz, an ImageFolder root, "
+                     "or cifar10)")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     started, spent = time.perf_counter(), {}
@@ -223,4 +230,5 @@ def _run_stages(args, out: Path, started: float, spent: dict, done: set, bench_f
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .checks import command
+    sys.exit(command("python -m kdlib.gpujob", main))

@@ -148,6 +148,10 @@ def main(argv=None) -> None:
     checkpoint = args.run_dir / "checkpoints" / "teacher.pt"
     if args.snapshot is not None:
         checkpoint = checkpoint.with_name(f"teacher-epoch{args.snapshot:03d}.pt")
+        if not checkpoint.is_file():
+            kept = sorted(int(p.stem[len("teacher-epoch"):]) for p in checkpoint.parent.glob("teacher-epoch*.pt"))
+            raise SystemExit(f"kdlib.published: no snapshot after epoch {args.snapshot} in {checkpoint.parent}; "
+                             f"this run kept {kept or 'none'} (01's teacher_snapshots).")
         history = load_tensors(checkpoint)["meta"]["history"]
         record = {**record, "history": history, "seconds": sum(row["seconds"] for row in history), "metrics": {},
                   "snapshot_epoch": args.snapshot}
@@ -161,4 +165,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .checks import command
+    sys.exit(command("python -m kdlib.published", main))

@@ -100,6 +100,10 @@ def preflight(params: dict) -> None:
     except ParameterError as error:
         raise SystemExit(f"kdlib.series: {error}\nNothing was run. Fix the value with -p NAME VALUE "
                          "(VALUE as a Python literal: 3, 0.5, [0, 1], None, True).")
+    if params["teacher_weights"] is not None and not Path(params["teacher_weights"]).is_file():
+        raise SystemExit(f"kdlib.series: teacher_weights {params['teacher_weights']}: no such file. Give a "
+                         "published teacher (weights/teacher-tutorial.pt), or -p teacher_weights None to train "
+                         "one in 01. Nothing was run.")
     try:
         splits = load(params["data"], n_train=params["n_train"], n_val=params["n_val"], n_test=params["n_test"],
                       normalization=params["normalization"])
@@ -143,8 +147,10 @@ def holds_run(folder: Path) -> bool:
     return (folder / MARKER).is_file() or any((folder / "results").glob("*.json"))
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """A run folder is new, empty, or holds a kdlib run, and is never part of the sources."""
+def check_run_dir(run_dir: Path, resume: bool, profile: str | None = None, overrides=()) -> None:
+    """A run folder is new, empty, or holds a kdlib run, and is never part of the sources; a
+    resumed run keeps the profile it was started with (its notebooks would be replaced by
+    another profile's), and is told which of its -p values differ from its last start's."""
     sources = [REPOSITORY / name for name in ("notebooks", "figures", "published", "kdlib", "tests", "weights",
                                                "scripts", "docs", ".git", ".ci")]
     if run_dir == REPOSITORY or any(run_dir == folder or folder in run_dir.parents for folder in sources):
@@ -162,6 +168,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
                                 "with --out instead." if empty else
                                 "it holds no kdlib run (no records, no .kdlib-run marker). Give "
                                 "the folder of an earlier run, or start one with --out."))
+        _same_start(run_dir, profile, overrides)
         if not any((run_dir / "results").glob("*.json")):
             print(f"--resume {run_dir}: no finished run to reuse there yet; an interrupted one continues "
                   "from its last finished epoch, the others are trained.")
@@ -170,13 +177,37 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
                          "Choose a new or empty folder.")
 
 
+def _same_start(run_dir: Path, profile: str | None, overrides) -> None:
+    """Refuse to resume a run under another profile than its marker's; say which -p values
+    differ from its last start (runs made with other values are trained again, not reused)."""
+    marker = run_dir / MARKER
+    if profile is None or not marker.is_file():
+        return
+    started = json.loads(marker.read_text())
+    if started.get("profile") not in (None, profile):
+        raise SystemExit(f"kdlib.series: --resume {run_dir}: this run was started with --profile "
+                         f"{started['profile']}, not {profile}; resuming it as {profile} would replace its "
+                         f"notebooks. Add --profile {started['profile']} (and the -p values it started with: "
+                         f"{_as_options(started.get('overrides', []))}). Nothing was run.")
+    before = {name: value for name, value in started.get("overrides", []) if name != "reuse"}
+    now = {name: value for name, value in overrides if name != "reuse"}
+    if before != now:
+        print(f"kdlib.series: warning: --resume {run_dir} with other -p values than its last start "
+              f"({_as_options(before.items()) or 'none'}; now {_as_options(now.items()) or 'none'}): a run "
+              "whose settings differ is trained again, not reused.", flush=True)
+
+
+def _as_options(overrides) -> str:
+    return " ".join(f"-p {name} {shlex.quote(str(value))}" for name, value in overrides if name != "reuse")
+
+
 def run(profile: str = "course", out: Path | None = None, overrides=(), notebooks=None,
         resume: bool = False) -> Path:
     started = time.perf_counter()
     run_dir = (out or Path("runs") / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     overrides = list(overrides) + ([("reuse", "True")] if resume else [])
     params = parameters(profile, overrides, run_dir)
-    check_run_dir(run_dir, resume)
+    check_run_dir(run_dir, resume, profile, overrides)
     preflight(params)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdlib import results
+from kdlib import checks, results
 
 
 def records(run_dir: Path) -> dict:
     """Every record under the run's results/ (08's patience and 07's sweeps included), by what it is."""
+    results.of_run(run_dir)  # a clear error where there are none
     out = {}
     for folder in [run_dir / "results", *sorted(p for p in (run_dir / "results").iterdir() if p.is_dir())]:
         for record in results.load(folder):
@@ -56,4 +57,7 @@ def paired(first: str, second: str) -> None:
 
 
 if __name__ == "__main__":
-    (paired if "--paired" in sys.argv else main)(*[a for a in sys.argv[1:] if a != "--paired"][:2])
+    folders = [a for a in sys.argv[1:] if a != "--paired"]
+    if len(folders) != 2:
+        raise SystemExit(__doc__)
+    checks.command("scripts/compare_runs.py", paired if "--paired" in sys.argv else main, *folders)

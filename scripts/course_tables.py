@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdlib import methods, report, results
+from kdlib import checks, methods, report, results
 
 
 def _interval(row) -> str:
@@ -62,7 +62,7 @@ def tables(run_dir: Path) -> str:
 
 
 def _print_tables(run_dir: Path) -> None:
-    records = results.load(run_dir / "results")
+    records = results.of_run(run_dir)
     times = list(csv.DictReader((run_dir / "notebooks.csv").open())) if (run_dir / "notebooks.csv").is_file() else []
     if times:
         print("| notebook | minutes |\n|---|---|")
@@ -93,4 +93,4 @@ def _print_tables(run_dir: Path) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
-    main(Path(sys.argv[1]))
+    checks.command("scripts/course_tables.py", main, Path(sys.argv[1]))

@@ -13,7 +13,8 @@ import torch
 import kdlib
 from kdlib.models import build
 
-splits = kdlib.load(sys.argv[1] if len(sys.argv) > 1 else "cifar10", n_train=10000, n_test=2000)
+splits = kdlib.checks.command("scripts/cpu_levers.py", kdlib.load, sys.argv[1] if len(sys.argv) > 1 else "cifar10",
+                               n_train=10000, n_test=2000)
 
 
 

@@ -44,9 +44,11 @@ def main() -> None:
     import torch
     print(f"{describe_cpu()}; torch {torch.__version__}; precision {precision(torch.device('cpu'))}")
     for arm in ("flush", "keep"):
-        out = subprocess.run([sys.executable, "-c", ARM, arm, args.data, str(args.epochs)],
-                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        result = json.loads(out)
+        done = subprocess.run([sys.executable, "-c", ARM, arm, args.data, str(args.epochs)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:  # its last line names the problem (a data source, say)
+            raise SystemExit(f"scripts/denormals.py: the {arm} arm failed: {done.stderr.strip().splitlines()[-1]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
         seconds = result["epoch_seconds"]
         tenth = max(1, len(seconds) // 10)
         print(f"subnormals {'flushed' if result['flush'] else 'kept':7}: {sum(seconds):6.1f} s in all, "

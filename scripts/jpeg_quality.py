@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from kdlib import data, experiment, profiles, results
+from kdlib import checks, data, experiment, profiles, results
 
 
 def reencode(source: Path, target: Path, quality: int) -> None:
@@ -82,4 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # seeds train in spawned workers, which import this file
-    main()
+    checks.command("scripts/jpeg_quality.py", main)

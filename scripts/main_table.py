@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from kdlib import methods, report, results
+from kdlib import checks, methods, report, results
 
 ROWS = ["teacher", "ce", "kd", "kd_untrained", "grad_at", "act_at", "kd_grad_at", "ls", "kd_small_teacher",
         "cosine", "regressor"]
@@ -24,7 +24,7 @@ ROWS = ["teacher", "ce", "kd", "kd_untrained", "grad_at", "act_at", "kd_grad_at"
 def column(run_dir: Path) -> dict[str, str]:
     """Per row: "mean ± std" and, for a method that is compared with CE (06's family), the paired
     difference with its interval and the Holm verdict over 06's family."""
-    records = results.load(run_dir / "results")
+    records = results.of_run(run_dir)
     table = results.table(records).set_index("method")
     pairs = report.comparisons(records).set_index(["method", "baseline"])
     untested = results.comparisons(records, [(m, "ce") for m in ROWS if m != "ce" and (m, "ce") not in pairs.index],
@@ -64,4 +64,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    checks.command("scripts/main_table.py", main, sys.argv[1:])

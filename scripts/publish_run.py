@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from course_tables import tables  # noqa: E402
 
-from kdlib import results  # noqa: E402
+from kdlib import checks, results  # noqa: E402
 
 COPIED = ("results.csv", "runs.csv", "table.md", "notebooks.csv")
 
@@ -44,8 +44,7 @@ def epoch_seconds(records: list[dict]) -> str:
 
 
 def publish(run_dir: Path, out: Path, title: str, command: str, note: str = "") -> Path:
-    if not (run_dir / "results").is_dir():
-        raise SystemExit(f"{run_dir} holds no results/: not a finished series run.")
+    results.of_run(run_dir)  # a clear error where it holds no records, before anything is copied
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} exists and is not empty: publish into a new folder.")
     out.mkdir(parents=True, exist_ok=True)
@@ -78,4 +77,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    checks.command("scripts/publish_run.py", main)

@@ -77,4 +77,4 @@ def _interval(diffs: list[float]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(kdlib.checks.command("scripts/recipe_screen.py", main))

@@ -85,7 +85,8 @@ def photograph(notebook: str = "06_combined.ipynb", out: Path | None = None, roo
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebook", nargs="?", default="06_combined.ipynb")
+    parser.add_argument("notebook", nargs="?", default="06_combined.ipynb",
+                        choices=sorted(p.name for p in (Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb")))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     photograph(args.notebook, args.out)

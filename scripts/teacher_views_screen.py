@@ -64,4 +64,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(kdlib.checks.command("scripts/teacher_views_screen.py", main))

@@ -123,6 +123,7 @@ def test_the_ce_baseline_measures_agreement_with_the_teacher(synthetic, tmp_path
     ({"seeds": [0, 0]}, "listed twice"),
     ({"teacher_epochs": "abc"}, "teacher_epochs='abc'"),
     ({"betas": [-1.0]}, "betas=\\[-1.0\\]"),
+    ({"teacher_snapshots": 5}, "teacher_snapshots=5 \\(int\\): expected a list of epochs"),
 ])
 def test_notebook_parameters_are_checked_before_any_work(bad, message):
     with pytest.raises(kdlib.checks.ParameterError, match=message):

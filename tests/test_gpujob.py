@@ -100,3 +100,12 @@ def test_a_run_that_took_the_published_teacher_publishes_no_teacher(tmp_path, mo
     (run_dir / "results" / "teacher.json").write_text(json.dumps(record))
     gpujob._publish_teacher_if_better(run_dir, "reference", repository, "synthetic")
     assert written == [repository / "weights" / "teacher-reference.pt"]
+
+
+@pytest.mark.parametrize("args, message", [(["--minutes", "-5"], "--minutes -5: give the minutes"),
+                                           (["--data", "/no/such/copy.tar.gz"], "no such file or folder")])
+def test_a_job_with_bad_arguments_is_refused_before_any_estimate(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit):
+        gpujob.main([str(tmp_path / "job"), *args])
+    said = capsys.readouterr()
+    assert message in said.err and "estimate" not in said.out and not (tmp_path / "job").exists()

@@ -66,3 +66,14 @@ def test_the_readme_course_table_is_the_course_runs_results_csv():
         assert seeds == row["n_seeds"], row["method"]
         numbers = [float(x) for x in accuracy.split(" ± ")]
         assert numbers == [float(row["mean"]), *([float(row["std"])] if row["std"] else [])], row["method"]
+
+
+def test_a_folder_without_records_is_named_in_one_line_by_every_script_that_reads_runs(tmp_path):
+    import main_table
+    import pytest
+    from kdlib import checks
+    (tmp_path / "empty").mkdir()
+    for main, args in ((main_table.main, [[f"col={tmp_path / 'empty'}"]]), (course_tables.main, [tmp_path / "empty"]),
+                       (compare_runs.paired, [tmp_path / "empty", tmp_path / "empty"])):
+        with pytest.raises(SystemExit, match="empty holds no run records"):
+            checks.command("script", main, *args)

@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import kdlib
 from kdlib import series
 
 
@@ -112,6 +114,25 @@ def test_run_folders_are_new_empty_or_hold_a_run(tmp_path):
     series.check_run_dir(tmp_path / "new", resume=False)
     (other / series.MARKER).write_text("{}")
     series.check_run_dir(other, resume=True)  # a started run with nothing finished: allowed
+
+
+def test_a_run_is_resumed_only_under_the_profile_it_was_started_with(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / series.MARKER).write_text(json.dumps({"profile": "full", "overrides": [["amp", '"off"'], ["reuse", "True"]]}))
+    with pytest.raises(SystemExit, match="started with --profile full, not course.*Add --profile full .*-p amp"):
+        series.check_run_dir(run_dir, True, "course", [("reuse", "True")])
+    series.check_run_dir(run_dir, True, "full", [("amp", '"off"'), ("reuse", "True")])
+    assert "warning" not in capsys.readouterr().out
+    series.check_run_dir(run_dir, True, "full", [("reuse", "True")])
+    assert "with other -p values than its last start (-p amp" in capsys.readouterr().out
+
+
+def test_a_teacher_file_that_is_not_there_is_named_before_the_data_is_loaded(tmp_path, monkeypatch):
+    params = series.parameters("smoke", [("teacher_weights", str(tmp_path / "missing.pt"))], tmp_path / "run")
+    monkeypatch.setattr(kdlib.data, "load", lambda *a, **k: pytest.fail("loaded the data first"))
+    with pytest.raises(SystemExit, match="missing.pt: no such file.*Nothing was run"):
+        series.preflight(params)
 
 
 # ----------------------------------------------------------------------------- a failed run destroys nothing
