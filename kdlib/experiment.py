@@ -28,9 +28,12 @@ def config(params: dict, **overrides) -> Config:
     """A `Config` from a notebook's parameters: every name that is a Config field is used.
     Every parameter with a rule in `kdlib.checks` (seeds, sweeps, ...) is checked first, so
     that a bad value stops the notebook here, before any training."""
+    names = {f.name for f in fields(Config)}
+    unknown = sorted(k for k in overrides if k not in names and k not in checks.RULES)
+    if unknown:  # a typo given by name would otherwise be dropped, and the run made with the default
+        raise checks.ParameterError(f"Not a setting: {', '.join(unknown)}. kdlib.Config's fields: {', '.join(sorted(names))}.")
     values = {**params, **overrides}
     checks.check({k: v for k, v in values.items() if k in checks.RULES}, where="notebook parameters")
-    names = {f.name for f in fields(Config)}
     return Config(**{k: v for k, v in values.items() if k in names})
 
 

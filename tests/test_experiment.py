@@ -130,6 +130,12 @@ def test_notebook_parameters_are_checked_before_any_work(bad, message):
         experiment.config({"seeds": [0], "teacher_epochs": 2, **bad})
 
 
+def test_a_setting_given_by_a_name_that_is_not_one_is_refused():
+    with pytest.raises(kdlib.checks.ParameterError, match="Not a setting: temprature"):
+        experiment.config({"seeds": [0]}, temprature=2.0)
+    assert experiment.config({"seeds": [0]}, temperature=2.0).temperature == 2.0
+
+
 def test_kd_from_an_untrained_teacher_is_trained_by_its_name_alone(synthetic, tmp_cache, tmp_path, monkeypatch):
     """The control is a declaration: given the run's trained teacher, "kd_untrained" still
     distils from an untrained one, and its record says so."""
