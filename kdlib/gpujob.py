@@ -23,7 +23,9 @@ stage with its seconds, and a summary, at the end. OUT holds only what should co
 the device (no student checkpoints): `tar -czf $OUT/job.tgz OUT` fits the device's 16 MB a file.
 
 --smoke runs every stage at smoke scale (synthetic data, one epoch): the test suite does, and
-publishes into a temporary copy of the repository's layout (--repository).
+publishes into a temporary copy of the repository's layout (--repository). Without --smoke the
+job refuses to start where torch sees no GPU: on the CPU the profiles take hours each, and run
+one at a time with `python -m kdlib.series --profile full` (or reference).
 """
 
 from __future__ import annotations
@@ -174,6 +176,12 @@ def main(argv=None) -> None:
     parser.add_argument("--smoke", action="store_true", help="every stage at smoke scale (synthetic data)")
     parser.add_argument("--repository", type=Path, default=REPOSITORY, help="where publish writes")
     args = parser.parse_args(argv)
+    if not args.smoke:
+        import torch
+        if not torch.cuda.is_available():
+            parser.error("no GPU here (torch.cuda.is_available() is False): this job is sized for a GPU's minutes. "
+                         "On the CPU run the profiles one at a time, in the background: python -m kdlib.series "
+                         "--profile full (or reference) -p data DATA; --smoke runs the job at smoke scale")
     if args.minutes is not None and not args.minutes > 0:
         parser.error(f"--minutes {args.minutes:g}: give the minutes the job may take, a number > 0")
     if args.out.exists() and not args.out.is_dir():

@@ -66,7 +66,11 @@ def parameters(profile: str, overrides: list[tuple[str, str]], run_dir: Path) ->
     params = dict(PROFILES[profile], profile=profile, progress=False)
     unknown = [name for name, _ in overrides if name not in params]
     if unknown:
-        raise SystemExit(f"Unknown parameter(s) {unknown}. Known: {sorted(params)}.")
+        import difflib
+        near = {name: difflib.get_close_matches(name, params, n=3, cutoff=0.6) for name in unknown}
+        hints = "; ".join(f"{name}: did you mean {' or '.join(close)}?" for name, close in near.items() if close)
+        raise SystemExit(f"kdlib.series: unknown parameter(s) {unknown}{f' ({hints})' if hints else ''}. "
+                         f"Known: {sorted(params)}.")
     given = {name: parse_value(value) for name, value in overrides}
     params.update(given)
     # Paths as the user typed them, from where they typed them; a profile's own paths are

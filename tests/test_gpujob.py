@@ -40,6 +40,7 @@ def test_a_job_run_again_after_a_cut_plans_with_the_bench_it_made(tmp_path, monk
     minutes = (gpujob.estimate("full", fast) + 30) / 60
     assert gpujob.estimate("full", None) > minutes * 60  # by the H100's figures it would not fit
     ran = []
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # as on the GPU machine
     monkeypatch.setattr(gpujob, "run_stage", lambda stage, out, args: (out / stage).mkdir(exist_ok=True) or ran.append(stage))
     gpujob.main([str(out), "--minutes", f"{minutes:.3f}"])
     assert ran == ["full", "publish"]
@@ -104,8 +105,16 @@ def test_a_run_that_took_the_published_teacher_publishes_no_teacher(tmp_path, mo
 
 @pytest.mark.parametrize("args, message", [(["--minutes", "-5"], "--minutes -5: give the minutes"),
                                            (["--data", "/no/such/copy.tar.gz"], "no such file or folder")])
-def test_a_job_with_bad_arguments_is_refused_before_any_estimate(tmp_path, capsys, args, message):
+def test_a_job_with_bad_arguments_is_refused_before_any_estimate(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # as on the GPU machine
     with pytest.raises(SystemExit):
         gpujob.main([str(tmp_path / "job"), *args])
     said = capsys.readouterr()
     assert message in said.err and "estimate" not in said.out and not (tmp_path / "job").exists()
+
+
+def test_without_a_gpu_the_job_says_how_to_run_the_profiles_on_the_cpu(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        gpujob.main([str(tmp_path / "job")])
+    assert "no GPU here" in capsys.readouterr().err and not (tmp_path / "job").exists()

@@ -34,7 +34,7 @@ def test_a_relative_data_path_is_taken_from_where_the_command_runs(tmp_path, mon
 
 
 def test_unknown_parameter_is_refused_with_the_known_ones(tmp_path):
-    with pytest.raises(SystemExit, match="Unknown parameter.*tempreature.*temperature"):
+    with pytest.raises(SystemExit, match="unknown parameter.*tempreature.*temperature"):
         series.parameters("full", [("tempreature", "3")], tmp_path)
 
 
