@@ -98,10 +98,13 @@ def test_a_teacher_that_saw_the_validation_images_is_refused(tmp_path):
 def test_the_series_checks_the_published_teacher_before_anything_runs(tmp_path):
     import subprocess
     import sys
-    done = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--out", str(tmp_path / "run"),
-                           "-p", "teacher_weights", str(tmp_path / "absent.pt")], capture_output=True, text=True)
-    assert done.returncode != 0 and "teacher_weights cannot be used" in done.stderr
-    assert "No checkpoint at" in done.stderr and not (tmp_path / "run" / "01_teacher.ipynb").exists()
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    for teacher, said in (("absent.pt", "absent.pt: no such file"), ("notes.pt", "teacher_weights cannot be used")):
+        done = subprocess.run([sys.executable, "-m", "kdlib.series", "--profile", "smoke", "--out",
+                               str(tmp_path / "run"), "-p", "teacher_weights", str(tmp_path / teacher)],
+                              capture_output=True, text=True)
+        assert done.returncode != 0 and said in done.stderr and "Nothing was run" in done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "run" / "01_teacher.ipynb").exists()
 
 
 @pytest.mark.parametrize("family", ["tutorial", "reference"])
