@@ -387,9 +387,16 @@ def unsafe_torch_default(monkeypatch):
 def test_a_planted_checkpoint_runs_no_code(tmp_path, unsafe_torch_default):
     marker, path = tmp_path / "ran", tmp_path / "teacher.pt"
     torch.save({"architecture": _Planted(marker), "num_classes": 10, "state_dict": {}}, path)
-    with pytest.raises(CheckpointError, match="not a readable kdlib checkpoint"):
+    with pytest.raises(CheckpointError, match="not a file torch's safe loader reads"):
         kdlib.load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_plain_saved_weights_are_told_how_to_become_a_checkpoint(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(kdlib.build("LightNN", seed=0).state_dict(), path)
+    with pytest.raises(CheckpointError, match="not a kdlib checkpoint .*kdlib.save_checkpoint"):
+        kdlib.load_checkpoint(path)
 
 
 def test_a_planted_target_cache_runs_no_code(synthetic, tmp_cache, tmp_path, unsafe_torch_default):
