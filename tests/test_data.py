@@ -313,3 +313,12 @@ def test_a_jpeg_copy_reencoded_at_a_lower_quality_keeps_its_layout_and_loses_det
     original, reencoded = kdlib.load(archive), kdlib.load(lower)
     assert torch.equal(original.y_train, reencoded.y_train) and original.classes == reencoded.classes
     assert (original.x_train.float() - reencoded.x_train.float()).abs().mean() > 10
+
+
+def test_a_command_ends_a_refused_input_in_one_line_and_lets_a_bug_through():
+    def bad_source():
+        kdlib.load("/no/such/folder")
+    with pytest.raises(SystemExit, match="^python -m kdlib.bench: Data folder /no/such/folder does not exist"):
+        kdlib.checks.command("python -m kdlib.bench", bad_source)
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        kdlib.checks.command("python -m kdlib.bench", lambda: 1 / 0)
