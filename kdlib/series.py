@@ -212,7 +212,12 @@ def run(profile: str = "course", out: Path | None = None, overrides=(), notebook
     overrides = list(overrides) + ([("reuse", "True")] if resume else [])
     params = parameters(profile, overrides, run_dir)
     check_run_dir(run_dir, resume, profile, overrides)
-    preflight(params)
+    try:
+        preflight(params)
+    except KeyboardInterrupt:  # Ctrl-C while the data is decoded, before any notebook: nothing to keep
+        print("\nkdlib.series: stopped while the settings and data were checked, before any notebook ran; "
+              "nothing was written to the run folder. Run the same command again.", file=sys.stderr, flush=True)
+        raise SystemExit(STOPPED_EXIT) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with stopping.exclusive(run_dir / LOCK, f"The run folder {run_dir}"), stopping.on_signal():

@@ -350,3 +350,13 @@ def test_after_a_stop_the_libraries_reports_of_the_ended_kernel_are_not_printed(
         logging.disable(logging.NOTSET)
     logging.getLogger("asyncio").error("Task exception was never retrieved")  # outside a stop: logged as before
     assert [r.getMessage() for r in caplog.records] == ["Task exception was never retrieved"]
+
+
+def test_ctrl_c_while_the_data_is_checked_ends_in_one_paragraph_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    def decoding(params):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(series, "preflight", decoding)
+    with pytest.raises(SystemExit) as stop:
+        series.run("smoke", tmp_path / "run")
+    assert stop.value.code == series.STOPPED_EXIT and not (tmp_path / "run").exists()
+    assert "before any notebook ran; nothing was written" in capsys.readouterr().err
