@@ -127,7 +127,8 @@ def preflight(params: dict) -> None:
         try:
             load_published(params["teacher_weights"], splits, params["family"])
         except CheckpointError as error:
-            raise SystemExit(f"kdlib.series: teacher_weights cannot be used.\n{error}\nNothing was run.")
+            raise SystemExit(f"kdlib.series: teacher_weights cannot be used.\n{error}\n(On the command line: "
+                             "-p teacher_weights None, or -p teacher_weights PATH.) Nothing was run.")
 
 
 def busy_cpu() -> str:
