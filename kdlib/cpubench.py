@@ -116,6 +116,9 @@ def main(argv=None) -> None:
                              "bf16 and off side by side say whether bf16 pays on this CPU")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    for flag, value in (("--images", args.images), ("--epochs", args.epochs)):
+        if value < 1:
+            parser.error(f"{flag} {value}: expected an integer >= 1")
     cores = os.cpu_count() or 1
     cfg = Config(epochs=args.epochs, weight_decay=5e-4, progress=False, workers=1,  # the course's recipe
                  amp=args.amp or ("off" if isa_cap() else "auto"))
