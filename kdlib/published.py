@@ -140,6 +140,8 @@ def main(argv=None) -> None:
     parser.add_argument("--snapshot", type=int, metavar="EPOCH",
                         help="publish the snapshot kept after EPOCH (checkpoints/teacher-epochNNN.pt) instead")
     args = parser.parse_args(argv)
+    if not args.run_dir.is_dir():
+        parser.error(f"{args.run_dir}: no such run folder (give the folder of a run whose 01_teacher.ipynb finished)")
     records = [r for r in results.load(args.run_dir / "results") if r["method"] == "teacher"]
     if not records:
         raise SystemExit(f"kdlib.published: {args.run_dir / 'results'} holds no teacher record: "
