@@ -145,6 +145,8 @@ def main(argv=None) -> None:
     parser.add_argument("--together", type=int, default=1, metavar="N",
                         help="kdlib side: train N student seeds at once, report seconds per seed")
     args = parser.parse_args(argv)
+    if args.subset is not None and args.subset < 1:
+        parser.error(f"--subset {args.subset}: expected a number of training images >= 1")
     if args.together < 1:
         parser.error(f"--together {args.together}: expected a number of seeds of at least 1")
 
