@@ -31,7 +31,8 @@ from .train import Run, fit, fit_together
 flush_denormals()  # before torch starts its thread pool, which inherits it
 
 __version__ = "0.1.0"
-_LAZY = {"experiment", "plots", "results", "report", "published", "profiles", "series", "bench"}
+_LAZY = {"experiment", "plots", "results", "report", "published", "profiles", "series", "stopping", "bench",
+         "cpubench", "gpujob"}
 
 
 def __getattr__(name):

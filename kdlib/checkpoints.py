@@ -37,12 +37,11 @@ def load_checkpoint(path: str | os.PathLike, architecture: str | None = None,
         raise CheckpointError(f"{path} is not a file torch's safe loader reads ({type(error).__name__}: "
                               f"{error}): damaged, another kind of file, or one holding code. Replace it, or "
                               f"train the model again. {hint}") from None
-    try:
-        found, classes = payload["architecture"], payload["num_classes"]
-    except (KeyError, TypeError):
+    if not isinstance(payload, dict) or not {"architecture", "num_classes"} <= payload.keys():
         raise CheckpointError(f"{path} is a torch file but not a kdlib checkpoint (no architecture and class "
                               "count: a plain torch.save of weights?). Save a model with "
-                              f"kdlib.save_checkpoint(model, path), or train it again. {hint}") from None
+                              f"kdlib.save_checkpoint(model, path), or train it again. {hint}")
+    found, classes = payload["architecture"], payload["num_classes"]
     if found not in ARCHITECTURES or not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
         raise CheckpointError(f"{path} has a damaged header: architecture {found!r} (kdlib builds "
                               f"{sorted(ARCHITECTURES)}), {classes!r} classes (expected an integer "

@@ -142,15 +142,17 @@ def check(values: dict, where: str = "") -> None:
         raise ParameterError(f"Invalid parameter{'s' if len(found) > 1 else ''}{f' ({where})' if where else ''}:\n  {lines}")
 
 
-def command(prog: str, main: Callable, *args, **kwargs):
+def command(prog: str, main: Callable, /, *args, **kwargs):
     """Run a command's `main` so that an input it refuses (a setting, a data source, a
-    checkpoint, a file or folder that is not there) ends it in one line naming the problem,
-    with exit status 1, instead of a traceback."""
+    checkpoint, a folder without run records) ends it in one line naming the problem, with exit
+    status 1, instead of a traceback. Only kdlib's own refusals: any other error is a bug, and
+    keeps its traceback."""
     from .checkpoints import CheckpointError
     from .data import DataError
+    from .results import RunFolderError
     try:
         return main(*args, **kwargs)
-    except (ParameterError, DataError, CheckpointError, FileNotFoundError, NotADirectoryError) as error:
+    except (ParameterError, DataError, CheckpointError, RunFolderError) as error:
         raise SystemExit(f"{prog}: {error}") from None
 
 

@@ -186,7 +186,7 @@ def main(argv=None) -> None:
         parser.error(f"--minutes {args.minutes:g}: give the minutes the job may take, a number > 0")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"{args.out} is a file: give a folder for the job (new, or the one of a job to continue)")
-    if not args.smoke and args.data not in ("cifar10", "synthetic") and not Path(args.data).exists():
+    if not args.smoke and args.data not in ("cifar10", "synthetic") and not Path(args.data).expanduser().exists():
         parser.error(f"--data {args.data}: no such file or folder (the JPEG copy's .tar.gz, an ImageFolder root, "
                      "or cifar10)")
     out = args.out.resolve()

@@ -31,9 +31,10 @@ def _figure(*grid, **options):
 
 
 def save(fig, path: str | os.PathLike) -> Path:
-    """`fig` as an image file (its format from the suffix), written whole or not at all."""
+    """`fig` as an image file (its format from the suffix, PNG without one), written whole or not at all."""
     path = Path(path)
-    return write_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=DPI, bbox_inches="tight"))
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:] or "png", dpi=DPI,
+                                                      bbox_inches="tight"))
 
 
 def curves(histories: dict[str, list[dict]], title: str = "") -> plt.Figure:

@@ -76,12 +76,16 @@ def load(folder: str | os.PathLike) -> list[dict]:
     return sorted(records, key=lambda r: r.get("time", ""))
 
 
+class RunFolderError(FileNotFoundError):
+    """A folder given as a run's that holds no run records."""
+
+
 def of_run(run_dir: str | os.PathLike) -> list[dict]:
     """The records of a series run folder or a published copy of one (its results/), or an
     error naming the folder where it holds none."""
     records = load(Path(run_dir) / "results")
     if not records:
-        raise FileNotFoundError(f"{run_dir} holds no run records (results/*.json): give the folder of a series "
+        raise RunFolderError(f"{run_dir} holds no run records (results/*.json): give the folder of a series "
                                 "run (runs/...) or a published copy of one (published/...).")
     return records
 

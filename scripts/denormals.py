@@ -46,8 +46,9 @@ def main() -> None:
     for arm in ("flush", "keep"):
         done = subprocess.run([sys.executable, "-c", ARM, arm, args.data, str(args.epochs)],
                               capture_output=True, text=True)
-        if done.returncode != 0:  # its last line names the problem (a data source, say)
-            raise SystemExit(f"scripts/denormals.py: the {arm} arm failed: {done.stderr.strip().splitlines()[-1]}")
+        if done.returncode != 0:  # its last lines name the problem (a data source, say)
+            said = "\n".join(done.stderr.strip().splitlines()[-15:]) or "(nothing on stderr: killed?)"
+            raise SystemExit(f"scripts/denormals.py: the {arm} arm failed (exit {done.returncode}):\n{said}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         seconds = result["epoch_seconds"]
         tenth = max(1, len(seconds) // 10)

@@ -123,6 +123,7 @@ def test_a_run_is_resumed_only_under_the_profile_it_was_started_with(tmp_path, c
     with pytest.raises(SystemExit, match="started with --profile full, not course.*Add --profile full .*-p amp"):
         series.check_run_dir(run_dir, True, "course", [("reuse", "True")])
     series.check_run_dir(run_dir, True, "full", [("amp", '"off"'), ("reuse", "True")])
+    series.check_run_dir(run_dir, True, "full", [("amp", "off"), ("reuse", "True")])  # the same value, typed another way
     assert "warning" not in capsys.readouterr().out
     series.check_run_dir(run_dir, True, "full", [("reuse", "True")])
     assert "with other -p values than its last start (-p amp" in capsys.readouterr().out
