@@ -195,21 +195,13 @@ def _same_start(run_dir: Path, profile: str | None, overrides) -> None:
                          f"{started['profile']}, not {profile}; resuming it as {profile} would replace its "
                          f"notebooks. Add --profile {started['profile']}"
                          + (f" (and the -p values it started with: {options})" if options else "") + ". Nothing was run.")
-    before = {name: _meaning(name, value) for name, value in started.get("overrides", []) if name != "reuse"}
-    now = {name: _meaning(name, value) for name, value in overrides if name != "reuse"}
-    if before != now:
+    before = [(name, value) for name, value in started.get("overrides", []) if name != "reuse"]
+    now = [(name, value) for name, value in overrides if name != "reuse"]
+    # compared as the run reads them ([0,1] is [0, 1]; paths resolved from here, as `parameters` does)
+    if parameters(profile, before, run_dir) != parameters(profile, now, run_dir):
         print(f"kdlib.series: warning: --resume {run_dir} with other -p values than its last start "
-              f"({_as_options(before.items()) or 'none'}; now {_as_options(now.items()) or 'none'}): a run "
+              f"({_as_options(before) or 'none'}; now {_as_options(now) or 'none'}): a run "
               "whose settings differ is trained again, not reused.", flush=True)
-
-
-def _meaning(name: str, typed: str):
-    """A -p value as the run reads it: [0,1] and [0, 1] are one value; a path is resolved from
-    here (a run started elsewhere with a relative path may be named as differing: a warning only)."""
-    value = parse_value(typed)
-    if name in ("data", "teacher_weights") and isinstance(value, str) and value not in ("cifar10", "synthetic"):
-        return str(Path(value).expanduser().resolve())
-    return value
 
 
 def _as_options(overrides) -> str:

@@ -21,12 +21,13 @@ from kdlib import checks, results
 
 def records(run_dir: Path) -> dict:
     """Every record under the run's results/ (08's patience and 07's sweeps included), by what it is."""
-    results.of_run(run_dir)  # a clear error where there are none
+    found = [("results", results.of_run(run_dir)),  # a clear error where there are none
+             *((p.name, results.load(p)) for p in sorted((run_dir / "results").iterdir()) if p.is_dir())]
     out = {}
-    for folder in [run_dir / "results", *sorted(p for p in (run_dir / "results").iterdir() if p.is_dir())]:
-        for record in results.load(folder):
+    for folder, records_there in found:
+        for record in records_there:
             c = record["config"]
-            out[(folder.name, record["method"], record["seed"], c.get("temperature"), c.get("kd_weight"),
+            out[(folder, record["method"], record["seed"], c.get("temperature"), c.get("kd_weight"),
                  c.get("beta"))] = record
     return out
 
