@@ -403,8 +403,8 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
     """Train `method` once per (value of one Config field, seed), everything else as `cfg`.
 
     Returns one row per run: parameter value, seed, val_accuracy (%, on the validation split:
-    what a choice of the value may read; NaN without one) and accuracy (test, %: reported,
-    never chosen on; see `best`). Records go to
+    what a choice of the value may read; NaN without one), accuracy (test, %: reported,
+    never chosen on; see `best`) and device (where it ran, with its thread count). Records go to
     `results_dir` with `sweep={"parameter", "value"}` added (keep that folder apart from
     the main results), checkpoints to `checkpoint_dir` named by knob and value; with
     `reuse`, finished sweep runs are taken as in `train_method`. The teacher's targets do
@@ -437,7 +437,7 @@ def sweep(method: str, parameter: str, values, splits: Splits, cfg: Config, seed
         for run in [*found.values(), *trained]:
             rows.append({parameter: value, "seed": run.config.seed,
                          "val_accuracy": 100 * run.metrics.get("val_accuracy", float("nan")),
-                         "accuracy": 100 * run.accuracy})
+                         "accuracy": 100 * run.accuracy, "device": run.device})
     return pd.DataFrame(rows).sort_values([parameter, "seed"], ignore_index=True)
 
 

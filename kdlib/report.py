@@ -10,6 +10,7 @@ these, so that no sentence about a result can go stale when the numbers change.
     features(records)            -> 05: the tutorial's feature methods against CE, and against its own runs
     overall(records)             -> 06: what survives the correction, in one paragraph
     sweep(runs, parameter, ...)  -> 07: the value validation chooses, and the spread around it
+    same_as_ce(at_zero, ce_runs) -> 07: does the attention weight 0 give CE's run, seed by seed?
     one_seed(records)            -> 06: what each seed alone would have said (one_seed_reading: in words)
     consistency(records, ...)    -> 08: each step of the way of teaching, with 08's Holm family
     patience(short, long, ...)   -> 08: a method's gain at the series' schedule and at the longer one
@@ -335,6 +336,33 @@ def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) 
     if ce_baseline is not None:
         text += f" CE at the same seeds and schedule: {ce_baseline:.2f}% on {split}."
     return text
+
+
+def same_as_ce(at_zero: pd.DataFrame, ce_runs, split: str = "validation") -> str:
+    """07: a sweep point that is CE by construction (beta = 0) against CE's own runs, seed by seed.
+    On a CPU the engine is deterministic at a given thread count, so equal settings must give
+    the same accuracy; seeds trained side by side run one thread each, a sweep point alone all
+    of them, and another thread count adds the same numbers in another order: the runs part in
+    their last bits at the first step and train apart from there, a draw as fair as another."""
+    column = "val_accuracy" if split == "validation" else "accuracy"
+    zero = at_zero.set_index("seed")
+    lines = []
+    for ce in sorted(ce_runs, key=lambda run: run.config.seed):
+        seed, accuracy = ce.config.seed, 100 * ce.metrics[column]
+        gap, device = zero.loc[seed, column] - accuracy, zero.loc[seed, "device"]
+        line = f"seed {seed}: beta = 0 gives {zero.loc[seed, column]:.2f}% on {split}, CE gave {accuracy:.2f}%: "
+        if abs(gap) < 1e-9:
+            line += "the same, as it must be"
+        elif device != ce.device:
+            line += (f"{gap:+.2f} points apart, numerical noise: CE ran on {ce.device}, this run on {device}, and "
+                     "another thread count adds in another order, so the two runs part at the first step")
+        elif not device.startswith("CPU"):
+            line += f"{gap:+.2f} points apart, numerical noise: a GPU's kernels are not bitwise reproducible"
+        else:
+            line += (f"{gap:+.2f} points apart on the same CPU and thread count, where the engine is deterministic: "
+                     "the sweep changed more than the knob (a bug: please report it)")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ 06: what one seed says

@@ -16,7 +16,7 @@ def test_sweep_trains_once_per_value_and_seed_and_records_the_value(synthetic, t
     teacher = kdlib.build("DeepNN", synthetic.num_classes, seed=1)
     runs = experiment.sweep("kd", "temperature", [1.0, 8.0], synthetic, cfg, [0, 1], teacher,
                             tmp_path / "sweeps")
-    assert list(runs.columns) == ["temperature", "seed", "val_accuracy", "accuracy"]
+    assert list(runs.columns) == ["temperature", "seed", "val_accuracy", "accuracy", "device"]
     assert sorted(zip(runs["temperature"], runs["seed"])) == [(1.0, 0), (1.0, 1), (8.0, 0), (8.0, 1)]
     records = results.load(tmp_path / "sweeps")
     assert sorted((r["sweep"]["value"], r["config"]["temperature"]) for r in records) == \

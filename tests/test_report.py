@@ -28,6 +28,25 @@ def test_a_sweep_ranks_values_only_beyond_seed_noise_paired_by_seed():
     assert "with one seed a value, seed noise is unknown" in one_seed
 
 
+def test_beta_zero_is_held_to_ce_and_a_gap_is_explained_only_by_where_it_ran():
+    from types import SimpleNamespace
+    one_thread, two_threads = "CPU (2 cores, 1 thread)", "CPU (2 cores, 2 threads)"
+    ce = [SimpleNamespace(config=SimpleNamespace(seed=seed), metrics={"val_accuracy": accuracy}, device=one_thread)
+          for seed, accuracy in [(1, 0.6), (0, 0.7536)]]
+    at_zero = pd.DataFrame({"seed": [0, 1], "val_accuracy": [75.36, 60.0], "device": [one_thread] * 2})
+    same = report.same_as_ce(at_zero, ce).splitlines()
+    assert same == ["seed 0: beta = 0 gives 75.36% on validation, CE gave 75.36%: the same, as it must be",
+                    "seed 1: beta = 0 gives 60.00% on validation, CE gave 60.00%: the same, as it must be"]
+    # The full profile's CE trained two seeds side by side (one thread each), its sweep point alone.
+    apart = report.same_as_ce(at_zero.assign(val_accuracy=[76.04, 60.0], device=[two_threads, one_thread]), ce)
+    assert "+0.68 points apart, numerical noise: CE ran on CPU (2 cores, 1 thread), this run on CPU (2 cores, 2 threads)" in apart
+    wrong = report.same_as_ce(at_zero.assign(val_accuracy=[75.36, 61.0]), ce)
+    assert "seed 1: beta = 0 gives 61.00% on validation, CE gave 60.00%: +1.00 points apart on the same CPU and " \
+           "thread count, where the engine is deterministic: the sweep changed more than the knob" in wrong
+    gpu = [SimpleNamespace(config=c.config, metrics=c.metrics, device="NVIDIA H200") for c in ce]
+    assert "not bitwise reproducible" in report.same_as_ce(at_zero.assign(val_accuracy=[75.0, 60.0], device="NVIDIA H200"), gpu)
+
+
 def test_the_distillation_lesson_says_whether_kd_beats_ce_and_both_controls():
     ce = [rec("ce", s, a) for s, a in enumerate([0.62, 0.625, 0.63])]
     kd = [rec("kd", s, a) for s, a in enumerate([0.66, 0.664, 0.67])]
