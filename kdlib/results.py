@@ -166,13 +166,16 @@ def comparable(records: list[dict], warn: bool = True) -> list[dict]:
         teachers = [r for r in records if r["method"] == "teacher" and _is_teacher(r, teacher_id, anchor)]
     else:
         teachers = [r for r in records if r["method"] == "teacher"]
-    left_out = [r for r in records if r["method"] == "teacher" and r not in teachers[-1:]]
+    # Older records of the students' own teacher (a resumed series measures it again) are
+    # superseded by its newest, as a seed's older runs are; only another teacher is left out.
+    left_out = [r for r in records if r["method"] == "teacher" and r not in teachers]
     if left_out and students:
         notes.setdefault("teacher", []).append("not the teacher of these students")
     shown = teachers[-1:] + kept
     if warn:
         for method, fields in notes.items():
-            n = sum(r["method"] == method for r in records) - sum(r["method"] == method for r in shown)
+            n = len(left_out) if method == "teacher" else (
+                sum(r["method"] == method for r in records) - sum(r["method"] == method for r in shown))
             warnings.warn(f"Left out {n} {method!r} record(s) not comparable with the newest run "
                           f"({anchor['method']} seed {anchor['seed']}, {anchor.get('time', '?')}): they "
                           f"differ in {', '.join(dict.fromkeys(fields))}. Keep each experiment in its "

@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import pandas as pd
 import pytest
@@ -101,9 +102,17 @@ def test_one_method_with_two_settings_is_not_averaged():
 def test_the_teacher_row_is_the_teacher_the_students_distilled_from():
     records = [rec("teacher", 0, 0.80, weights="T"), rec("teacher", 0, 0.60, weights="other"),
                rec("ce", 0, 0.7), rec("kd", 0, 0.72)]
-    with pytest.warns(UserWarning, match="not the teacher of these students"):
+    with pytest.warns(UserWarning, match="Left out 1 'teacher' record.*not the teacher of these students"):
         table = results.table(records).set_index("method")
     assert table.loc["teacher", "mean"] == pytest.approx(80.0)
+    # A resumed series measures its teacher again: the newest record of it is shown, the older
+    # ones superseded without a word (they warned, falsely, "not the teacher of these students").
+    again = [rec("teacher", 0, 0.80, weights="T", time=f"2026-12-0{day}T00:00:00Z") for day in (1, 2, 3)]
+    again[-1]["metrics"]["accuracy"] = 0.81
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = results.table(again + [rec("kd", 0, 0.7, time="2026-12-04T00:00:00Z")]).set_index("method")
+    assert table.loc["teacher", "mean"] == pytest.approx(81.0)
 
 
 def test_records_are_ordered_by_their_stored_time_not_the_files(tmp_path):
