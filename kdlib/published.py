@@ -59,7 +59,7 @@ record knows only "CPU (2 cores)"); and a Markdown note beside it."""
             "seconds": record["seconds"], "time": record.get("time"), "code": record.get("code"),
             "command": command, "machine": machine or record["device"]}
     save_checkpoint(stored.half(), out, **meta)
-    size = out.stat().st_size / 2 ** 20
+    size = out.stat().st_size / 1e6  # MB, as the notes say
     if size > MAX_MB:
         out.unlink()
         raise ValueError(f"{out}: {size:.1f} MB is over the {MAX_MB} MB the repository keeps; not published.")

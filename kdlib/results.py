@@ -140,7 +140,8 @@ def comparable(records: list[dict], warn: bool = True) -> list[dict]:
     kept when its data, sizes, device type, precision, code, teacher (a CE run trained without
     one matches any; a control's is not compared) and settings other than its method's knobs
     equal that run's; within a method, only the records with the knobs of its newest kept
-    run. The teacher row is the teacher whose weights the kept students distilled from.
+    run. The teacher row is the teacher whose weights the kept students distilled from: its
+    newest record in the students' device type and precision where there is one, else its newest.
     Whatever is left out is said in a warning.
     """
     records = sorted(records, key=lambda r: r.get("time", ""))
@@ -171,7 +172,9 @@ def comparable(records: list[dict], warn: bool = True) -> list[dict]:
     left_out = [r for r in records if r["method"] == "teacher" and r not in teachers]
     if left_out and students:
         notes.setdefault("teacher", []).append("not the teacher of these students")
-    shown = teachers[-1:] + kept
+    # Its newest record measured as the students were (device type, precision), if there is one.
+    alike = [r for r in teachers if all(r.get(k) == anchor.get(k) for k in ("device_type", "precision"))]
+    shown = (alike or teachers)[-1:] + kept
     if warn:
         for method, fields in notes.items():
             n = len(left_out) if method == "teacher" else (

@@ -17,6 +17,7 @@ def test_sweep_trains_once_per_value_and_seed_and_records_the_value(synthetic, t
     runs = experiment.sweep("kd", "temperature", [1.0, 8.0], synthetic, cfg, [0, 1], teacher,
                             tmp_path / "sweeps")
     assert list(runs.columns) == ["temperature", "seed", "val_accuracy", "accuracy", "device"]
+    assert runs["device"].str.startswith("CPU (").all()  # where each ran: 07's beta = 0 check reads it
     assert sorted(zip(runs["temperature"], runs["seed"])) == [(1.0, 0), (1.0, 1), (8.0, 0), (8.0, 1)]
     records = results.load(tmp_path / "sweeps")
     assert sorted((r["sweep"]["value"], r["config"]["temperature"]) for r in records) == \
@@ -216,6 +217,7 @@ def test_a_sweep_point_that_is_a_main_run_is_taken_from_the_main_runs(synthetic,
                             tmp_path / "sweeps", tmp_path / "sweep-checkpoints", main=main)
     assert trained == [8.0]  # T = 4 is the main run
     assert runs.set_index("temperature").loc[cfg.temperature, "accuracy"] == 100 * kd.accuracy
+    assert runs.set_index("temperature").loc[cfg.temperature, "device"] == kd.device != ""  # the main run's own
 
 
 def test_a_teacher_keeps_its_snapshots_and_the_images_it_trained_on(tmp_path):

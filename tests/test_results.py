@@ -113,6 +113,12 @@ def test_the_teacher_row_is_the_teacher_the_students_distilled_from():
         warnings.simplefilter("error")
         table = results.table(again + [rec("kd", 0, 0.7, time="2026-12-04T00:00:00Z")]).set_index("method")
     assert table.loc["teacher", "mean"] == pytest.approx(81.0)
+    # Measured in another precision than the students (85.27% in bf16, 85.19% in float32): the
+    # row is the record measured as the students were, though an older one.
+    alike = [rec("teacher", 0, 0.8519, weights="T", precision="float32", time="2026-12-01T00:00:00Z"),
+             rec("teacher", 0, 0.8527, weights="T", precision="bf16", time="2026-12-02T00:00:00Z"),
+             rec("kd", 0, 0.7, precision="float32", time="2026-12-03T00:00:00Z")]
+    assert results.table(alike).set_index("method").loc["teacher", "mean"] == pytest.approx(85.19)
 
 
 def test_records_are_ordered_by_their_stored_time_not_the_files(tmp_path):

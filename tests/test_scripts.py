@@ -77,3 +77,24 @@ def test_a_folder_without_records_is_named_in_one_line_by_every_script_that_read
                        (compare_runs.paired, [tmp_path / "empty", tmp_path / "empty"])):
         with pytest.raises(SystemExit, match="empty holds no run records"):
             checks.command("script", main, *args)
+
+
+def test_the_thread_check_says_which_counts_repeat_their_bits(monkeypatch, capsys):
+    import subprocess
+    import pytest
+    import threads
+    from kdlib import checks
+    digests = iter(["a1", "a1", "b2", "b3"])  # one thread repeats itself; two threads do not
+
+    def fake_run(command, **kwargs):
+        assert command[-2:] in (["1", "1"], ["2", "1"])  # thread count, epochs
+        return subprocess.CompletedProcess(command, 0, stdout=f"{next(digests)} 60.00\n", stderr="")
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["threads.py"])
+    threads.main()
+    said = capsys.readouterr().out
+    assert "1 thread(s) twice: the same bits" in said and "2 thread(s) twice: DIFFERENT bits" in said
+    assert "1 against 2 thread(s): different bits" in said
+    monkeypatch.setattr(sys, "argv", ["threads.py", "--epochs", "0"])
+    with pytest.raises(SystemExit, match="threads.py: --threads and --epochs: give counts of 1 or more"):
+        checks.command("threads.py", threads.main)
