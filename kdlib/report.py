@@ -354,7 +354,8 @@ def same_as_ce(at_zero: pd.DataFrame, ce_runs, split: str) -> str:
         if seed not in zero.index:
             lines.append(f"seed {seed}: no beta = 0 run at this seed to hold against CE's")
             continue
-        ours, device = zero.loc[seed, column], zero.loc[seed, "device"] or ""
+        ours, device = zero.loc[seed, column], zero.loc[seed, "device"]
+        device = device if isinstance(device, str) else ""  # a frame without it, or NaN: not recorded
         gap = ours - accuracy
         line = f"seed {seed}: beta = 0 gives {ours:.2f}% on {split}, CE gave {accuracy:.2f}%: "
         if abs(gap) < 1e-9:

@@ -51,6 +51,8 @@ def test_beta_zero_is_held_to_ce_where_it_can_be_and_a_gap_is_a_bug_only_there()
     assert "another device's" in on_gpus and "thread count" not in on_gpus and "report it" not in on_gpus
     unknown = report.same_as_ce(at_zero.assign(val_accuracy=[75.0, 60.5], device=""), ce, "validation")
     assert unknown.count("is not recorded, so this cannot be checked") == 2
+    missing = report.same_as_ce(at_zero.assign(val_accuracy=[75.0, 60.5], device=float("nan")), ce, "validation")
+    assert missing.count("is not recorded, so this cannot be checked") == 2
     # A CE seed without a beta = 0 run is said, not a KeyError; the test split where there is no validation.
     tested = [SimpleNamespace(config=SimpleNamespace(seed=seed), metrics={"accuracy": 0.7}, device=one_thread)
               for seed in (0, 2)]
