@@ -173,10 +173,18 @@ def distillation(records: list[dict]) -> str:
         lines.append(f"KD's interval against CE includes zero: no gain is shown here, even before a correction {corrected}.")
     if "teacher" in tab.index and "kd" in tab.index and "ce" in tab.index:
         agree = tab.loc[["ce", "kd"], "teacher_agreement"]
-        lines.append(f"The KD student agrees with the teacher on {agree['kd']:.1f}% of the test images, the CE "
-                     f"student on {agree['ce']:.1f}%: "
-                     + ("KD made the student predict more like its teacher." if agree["kd"] > agree["ce"] else
-                        "KD did not make the student predict more like its teacher."))
+        closer = results.comparisons(records, [("kd", "ce")], correct=False, measure="teacher_agreement").iloc[0]
+        said = f"The KD student agrees with the teacher on {agree['kd']:.1f}% of the test images, the CE student on " \
+               f"{agree['ce']:.1f}%: KD minus CE {_difference(closer)}"
+        if closer["n_pairs"] < 2:
+            lines.append(f"{said}; measured at fewer than two seeds, so whether KD made the student predict more like "
+                         "its teacher is not shown.")
+        elif closer["ci95_low"] > 0 or closer["ci95_high"] < 0:
+            lines.append(f"{said}: KD made the student predict {'more' if closer['ci95_low'] > 0 else 'less'} like its "
+                         "teacher (uncorrected: a reading of how, not one of 06's comparisons).")
+        else:
+            lines.append(f"{said}: within seed noise, so these seeds do not show that KD made the student predict "
+                         "more like its teacher.")
     return "\n".join(lines)
 
 

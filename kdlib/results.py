@@ -334,13 +334,15 @@ COMPARISON_COLUMNS = ["method", "baseline", "n_pairs", "mean_diff", "std_diff", 
                       "p_value", "excludes_zero"]
 
 
-def comparisons(records: list[dict], pairs: list[tuple[str, str]], correct: bool = True) -> pd.DataFrame:
-    """Each (method, baseline) pair's accuracy difference, paired by seed, as in
-    `paired_differences`; with `correct`, also Holm's step-down correction for making all
-    these comparisons at once (p_holm, and holm: whether the difference survives it at 5%).
-    Making eight comparisons, one would pass by chance far more often than one in twenty;
-    Holm keeps that chance at 5% for the whole family without assuming the tests independent."""
-    runs = frame(records).pivot_table(index="seed", columns="method", values="accuracy")
+def comparisons(records: list[dict], pairs: list[tuple[str, str]], correct: bool = True,
+                measure: str = "accuracy") -> pd.DataFrame:
+    """Each (method, baseline) pair's accuracy difference (or another column of `frame`, such as
+    teacher_agreement), paired by seed, as in `paired_differences`; with `correct`, also Holm's
+    step-down correction for making all these comparisons at once (p_holm, and holm: whether the
+    difference survives it at 5%). Making eight comparisons, one would pass by chance far more
+    often than one in twenty; Holm keeps that chance at 5% for the whole family without assuming
+    the tests independent."""
+    runs = frame(records).pivot_table(index="seed", columns="method", values=measure)
     rows = []
     for method, baseline in pairs:
         if method not in runs or baseline not in runs:

@@ -61,6 +61,26 @@ def test_beta_zero_is_held_to_ce_where_it_can_be_and_a_gap_is_a_bug_only_there()
                     "seed 2: no beta = 0 run at this seed to hold against CE's"]
 
 
+def test_kd_is_said_to_bring_the_student_closer_to_its_teacher_only_beyond_seed_noise():
+    def agreeing(method, seed, agreement):
+        record = rec(method, seed, 0.62 if method == "ce" else 0.66)
+        record["metrics"]["teacher_agreement"] = agreement
+        return record
+    teacher = [rec("teacher", 0, 0.85)]
+    ce = [agreeing("ce", s, a) for s, a in enumerate([0.780, 0.790, 0.770])]
+    closer = [agreeing("kd", s, a) for s, a in enumerate([0.790, 0.801, 0.779])]  # about +1 point at every seed
+    said = report.distillation(teacher + ce + closer)
+    assert "KD minus CE +1.00 points (95% interval" in said and "KD made the student predict more like its teacher" in said
+    # The same means (79.0 against 78.0), but +2, -1, +2 points by seed: the interval includes zero.
+    noisy = report.distillation(teacher + ce + [agreeing("kd", s, a) for s, a in enumerate([0.800, 0.780, 0.790])])
+    assert "within seed noise" in noisy and "predict more like its teacher (uncorrected" not in noisy
+    further = report.distillation(teacher + ce + [agreeing("kd", s, a) for s, a in enumerate([0.770, 0.779, 0.761])])
+    assert "KD made the student predict less like its teacher" in further
+    # Records of older code, without the agreement: one seed pair left, no interval.
+    unmeasured = [rec(r["method"], r["seed"], r["metrics"]["accuracy"]) if r["seed"] else r for r in ce + closer]
+    assert "fewer than two seeds, so whether KD made the student predict more" in report.distillation(teacher + unmeasured)
+
+
 def test_the_distillation_lesson_says_whether_kd_beats_ce_and_both_controls():
     ce = [rec("ce", s, a) for s, a in enumerate([0.62, 0.625, 0.63])]
     kd = [rec("kd", s, a) for s, a in enumerate([0.66, 0.664, 0.67])]
