@@ -171,15 +171,18 @@ def distillation(records: list[dict]) -> str:
                      f"{corrected}.")
     else:
         lines.append(f"KD's interval against CE includes zero: no gain is shown here, even before a correction {corrected}.")
-    if "teacher" in tab.index and "kd" in tab.index and "ce" in tab.index:
-        agree = tab.loc[["ce", "kd"], "teacher_agreement"]
-        closer = results.comparisons(records, [("kd", "ce")], correct=False, measure="teacher_agreement").iloc[0]
+    agree = tab.reindex(["ce", "kd"])["teacher_agreement"] if "teacher" in tab.index else pd.Series(dtype=float)
+    if len(agree) and agree.notna().all():  # records of older code may not carry it
+        found = results.comparisons(records, [("kd", "ce")], correct=False, measure="teacher_agreement")
+        closer = found.iloc[0] if len(found) else None
         said = f"The KD student agrees with the teacher on {agree['kd']:.1f}% of the test images, the CE student on " \
-               f"{agree['ce']:.1f}%: KD minus CE {_difference(closer)}"
-        if closer["n_pairs"] < 2:
-            lines.append(f"{said}; measured at fewer than two seeds, so whether KD made the student predict more like "
-                         "its teacher is not shown.")
-        elif closer["ci95_low"] > 0 or closer["ci95_high"] < 0:
+               f"{agree['ce']:.1f}%"
+        if closer is None or closer["n_pairs"] < 2:
+            lines.append(f"{said}; measured at fewer than two seeds of both, so whether KD made the student predict "
+                         "more like its teacher is not shown.")
+            return "\n".join(lines)
+        said += f": KD minus CE {_difference(closer)}"
+        if closer["ci95_low"] > 0 or closer["ci95_high"] < 0:
             lines.append(f"{said}: KD made the student predict {'more' if closer['ci95_low'] > 0 else 'less'} like its "
                          "teacher (uncorrected: a reading of how, not one of 06's comparisons).")
         else:

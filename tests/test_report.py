@@ -78,7 +78,9 @@ def test_kd_is_said_to_bring_the_student_closer_to_its_teacher_only_beyond_seed_
     assert "KD made the student predict less like its teacher" in further
     # Records of older code, without the agreement: one seed pair left, no interval.
     unmeasured = [rec(r["method"], r["seed"], r["metrics"]["accuracy"]) if r["seed"] else r for r in ce + closer]
-    assert "fewer than two seeds, so whether KD made the student predict more" in report.distillation(teacher + unmeasured)
+    assert "fewer than two seeds of both, so whether KD made the student predict more" in report.distillation(teacher + unmeasured)
+    never = [rec(r["method"], r["seed"], r["metrics"]["accuracy"]) for r in ce + closer]  # none carries it
+    assert "agrees with the teacher" not in report.distillation(teacher + never)
 
 
 def test_the_distillation_lesson_says_whether_kd_beats_ce_and_both_controls():
