@@ -180,14 +180,12 @@ def distillation(records: list[dict]) -> str:
         if closer is None or closer["n_pairs"] < 2:
             lines.append(f"{said}; measured at fewer than two seeds of both, so whether KD made the student predict "
                          "more like its teacher is not shown.")
-            return "\n".join(lines)
-        said += f": KD minus CE {_difference(closer)}"
-        if closer["ci95_low"] > 0 or closer["ci95_high"] < 0:
-            lines.append(f"{said}: KD made the student predict {'more' if closer['ci95_low'] > 0 else 'less'} like its "
-                         "teacher (uncorrected: a reading of how, not one of 06's comparisons).")
         else:
-            lines.append(f"{said}: within seed noise, so these seeds do not show that KD made the student predict "
-                         "more like its teacher.")
+            apart = bool(closer["excludes_zero"])  # the interval, uncorrected
+            lines.append(f"{said}: KD minus CE {_difference(closer)}: " + (
+                f"KD made the student predict {'more' if closer['ci95_low'] > 0 else 'less'} like its teacher "
+                "(uncorrected: a reading of how, not one of 06's comparisons)." if apart else
+                "within seed noise, so these seeds do not show that KD made the student predict more like its teacher."))
     return "\n".join(lines)
 
 
