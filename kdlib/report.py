@@ -243,20 +243,38 @@ def _seen(record: dict) -> str:
 
 def attention(records: list[dict], method: str) -> str:
     """04, 05: the attention method against CE and KD, and whether its maps moved towards the
-    teacher's beyond what plain KD moves them."""
+    teacher's beyond what plain KD moves them: per stage, paired by seed, with its interval."""
     lines = [_against_ce(records, method)]
-    similarity = results.map_similarity(records).set_index("method")
     kind = results.MATCHED_MAPS.get(method)
-    if kind and method in similarity.index:
-        columns = [c for c in similarity.columns if c.startswith(kind)]
-        own = similarity.loc[method, columns]
-        for other in ("ce", "kd"):
-            if other in similarity.index:
-                theirs = similarity.loc[other, columns]
-                closer = bool((own > theirs).all())
-                lines.append(f"Its {kind} maps' cosine similarity to the teacher's (stages {' / '.join(c.split()[1] for c in columns)}): "
-                             f"{' / '.join(f'{v:.3f}' for v in own)}, against {' / '.join(f'{v:.3f}' for v in theirs)} "
-                             f"for the {other.upper()} student: " + ("closer at every stage." if closer else "not closer at every stage."))
+    runs = results.map_similarity(records, by_seed=True)
+    if not kind or method not in set(runs["method"]):
+        return "\n".join(lines)
+    columns = [c for c in runs.columns if c.startswith(kind)]
+    by_seed = runs.pivot_table(index="seed", columns="method", values=columns)
+    stages = [c.split()[1] for c in columns]
+    for other in ("ce", "kd"):
+        if other not in set(runs["method"]):
+            continue
+        found = [results.interval(by_seed[(c, method)] - by_seed[(c, other)]) for c in columns]
+        mean = lambda m: " / ".join(f"{by_seed[(c, m)].mean():.3f}" for c in columns)
+        said = (f"Its {kind} maps' cosine similarity to the teacher's (stages {' / '.join(stages)}): {mean(method)}, "
+                f"against {mean(other)} for the {other.upper()} student")
+        if any(f["n_pairs"] < 2 for f in found):
+            lines.append(f"{said}; fewer than two seeds of both, so whether its maps are closer is not shown.")
+            continue
+        closer = [s for s, f in zip(stages, found) if f["ci95_low"] > 0]
+        farther = [s for s, f in zip(stages, found) if f["ci95_high"] < 0]
+        if len(closer) == len(stages):
+            reading = "closer at every stage"
+        elif closer or farther:
+            reading = "; ".join(f"{word} at stage {' and '.join(which)}" for word, which in
+                                (("closer", closer), ("farther", farther)) if which) + \
+                (", and no other stage differs beyond seed noise" if len(closer) + len(farther) < len(stages) else "")
+        else:
+            reading = "no stage differs beyond seed noise"
+        differences = " / ".join(f"{f['mean_diff']:+.3f} [{f['ci95_low']:+.3f}, {f['ci95_high']:+.3f}]" for f in found)
+        lines.append(f"{said}. Paired by seed ({found[0]['n_pairs']} seeds, uncorrected 95% intervals): "
+                     f"{differences}: {reading}.")
     return "\n".join(lines)
 
 
@@ -501,8 +519,7 @@ def fidelity(records: list[dict], lesson: str) -> str:
     lines.append(f"Every distilled student matches its teacher less on images it never trained on: the gap runs from "
                  f"{gap.min():.1f} points ({gap.idxmin()}) to {gap.max():.1f} ({gap.idxmax()})." if (gap > 0).all() else
                  f"Agreement on test minus agreement on training images runs from {-gap.max():+.1f} to {-gap.min():+.1f} points.")
-    closest = table["test agreement"].idxmax()
-    lines.append(f"The student closest to its teacher on test images is {closest} ({table.loc[closest, 'test agreement']:.1f}%).")
+    lines.append(_closest(records, lesson, table["test agreement"]))
     taught_by = {r.get("teacher") for r in results.comparable(results.of_lesson(records, lesson), warn=False)
                  if r["method"] in table.index}
     if not labels_only.empty and len(taught_by) == 1:  # one teacher: the agreements compare like with like
@@ -512,6 +529,25 @@ def fidelity(records: list[dict], lesson: str) -> str:
                      f"{span(labels_only['test agreement'])} of the test images; the distilled students with their own teacher on "
                      f"{span(table['train agreement'])} and {span(table['test agreement'])}.")
     return "\n".join(lines)
+
+
+def _closest(records: list[dict], lesson: str, agreement: pd.Series) -> str:
+    """The taught student that agrees most with its teacher on test images, and whether seeds
+    tell it from the next one (their agreements paired by seed, uncorrected)."""
+    ranked = agreement.sort_values(ascending=False)
+    first = ranked.index[0]
+    said = f"The student closest to its teacher on test images is {first} ({ranked.iloc[0]:.1f}%)"
+    if len(ranked) == 1:
+        return said + "."
+    second = ranked.index[1]
+    runs = results.fidelity(records, lesson, by_seed=True).pivot_table(index="seed", columns="method",
+                                                                       values="test agreement")
+    found = results.interval(runs[first] - runs[second])
+    if found["n_pairs"] < 2:
+        return f"{said}, then {second} ({ranked.iloc[1]:.1f}%): fewer than two seeds of both, so no order is shown."
+    return (f"{said}, then {second} ({ranked.iloc[1]:.1f}%): {first} minus {second} {_difference(found)}, "
+            + ("closer beyond seed noise (uncorrected)." if found["ci95_low"] > 0 else
+               "within seed noise: these seeds do not tell which is closer."))
 
 
 def patience(short: list[dict], long: list[dict], method: str, baseline: str = "ce") -> str:

@@ -274,41 +274,47 @@ def per_class_accuracy(records: list[dict], lesson: str = "methods") -> dict[str
     return {m: [sum(col) / len(col) for col in zip(*runs[m])] for m in in_order(runs)}
 
 
-def map_similarity(records: list[dict], lesson: str = "methods") -> pd.DataFrame:
+def map_similarity(records: list[dict], lesson: str = "methods", by_seed: bool = False) -> pd.DataFrame:
     """How close each method's attention maps came to the teacher's on the test set: the mean
     over seeds of the cosine similarity per kind and stage (`kdlib.evaluation.map_similarity`),
-    columns "act 1", "act 2", "grad 1", "grad 2", in ORDER. Runs without a teacher have none;
+    columns "act 1", "act 2", "grad 1", "grad 2", in ORDER; with `by_seed`, one row per run
+    (a "seed" column, no mean) for paired comparisons. Runs without a teacher have none;
     controls are left out: theirs is measured against their own teacher (an untrained one)."""
     rows = []
     for rec in comparable(of_lesson(records, lesson), warn=False):
         found = rec["metrics"].get("map_similarity")
         if found and not rec.get("control"):
-            rows.append({"method": rec["method"], **{f"{kind} {i + 1}": value for kind, values in found.items()
-                                                     for i, value in enumerate(values)}})
+            rows.append({"method": rec["method"], "seed": rec["seed"],
+                         **{f"{kind} {i + 1}": value for kind, values in found.items() for i, value in enumerate(values)}})
     if not rows:
-        return pd.DataFrame(columns=["method"])
-    out = pd.DataFrame(rows).groupby("method").mean()
+        return pd.DataFrame(columns=["method", "seed"] if by_seed else ["method"])
+    if by_seed:
+        return pd.DataFrame(rows)
+    out = pd.DataFrame(rows).drop(columns="seed").groupby("method").mean()
     return out.loc[in_order(out.index)].reset_index()
 
 
 FIDELITY_COLUMNS = ["train agreement", "train KL", "test agreement", "test KL"]
 
 
-def fidelity(records: list[dict], lesson: str = "methods") -> pd.DataFrame:
+def fidelity(records: list[dict], lesson: str = "methods", by_seed: bool = False) -> pd.DataFrame:
     """How closely each method's students match the teacher they learnt from
     (`kdlib.evaluation.fidelity`), mean over seeds: top-1 agreement (%) and KL(teacher ||
-    student) on the training images and on the test images, in ORDER. Runs recorded without
-    it (before it was measured) are left out."""
+    student) on the training images and on the test images, in ORDER; with `by_seed`, one row
+    per run (a "seed" column, no mean). Runs recorded without it (before it was measured) are
+    left out."""
     rows = []
     for rec in comparable(of_lesson(records, lesson), warn=False):
         found = rec["metrics"].get("fidelity")
         if found:
-            rows.append({"method": rec["method"], **{f"{split} {name}": 100 * value if name == "agreement" else value
+            rows.append({"method": rec["method"], "seed": rec["seed"], **{f"{split} {name}": 100 * value if name == "agreement" else value
                                                      for split, values in found.items()
                                                      for name, value in (("agreement", values["agreement"]),
                                                                          ("KL", values["kl"]))}})
     if not rows:
-        return pd.DataFrame(columns=["method", *FIDELITY_COLUMNS])
+        return pd.DataFrame(columns=["method", *(["seed"] if by_seed else []), *FIDELITY_COLUMNS])
+    if by_seed:
+        return pd.DataFrame(rows)
     out = pd.DataFrame(rows).groupby("method")[FIDELITY_COLUMNS].mean()
     return out.loc[in_order(out.index)].reset_index()
 

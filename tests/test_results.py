@@ -171,9 +171,16 @@ def test_transfer_says_whether_each_attention_method_moved_its_maps_towards_the_
     assert "kd_untrained" not in table.index  # measured against another teacher
     assert table.loc["act_at", "act 1"] == pytest.approx(0.96) and table.loc["ce", "act 1"] == pytest.approx(0.91)
     act_lines = kdlib.report.attention(records, "act_at").splitlines()
-    assert "0.960 / 0.990, against 0.910 / 0.950 for the CE student: closer at every stage." in act_lines[-1]
+    assert ("0.960 / 0.990, against 0.910 / 0.950 for the CE student. Paired by seed (2 seeds, uncorrected 95% "
+            "intervals): +0.050 [+0.050, +0.050] / +0.040 [+0.040, +0.040]: closer at every stage.") in act_lines[-1]
     grad_lines = kdlib.report.attention(records, "grad_at").splitlines()
-    assert grad_lines[-1].endswith("not closer at every stage.")
+    assert grad_lines[-1].endswith(": closer at stage 1; farther at stage 2.")
+    # Higher means at every stage, but seed 1's maps are farther than CE's: seeds do not show it closer.
+    noisy = [rec("ce", s, [0.90, 0.95], [0.7, 0.8]) for s in range(3)] + \
+        [rec("act_at", s, [a, b], [0.7, 0.8]) for s, (a, b) in enumerate([(0.99, 0.99), (0.88, 0.94), (0.91, 0.96)])]
+    assert kdlib.report.attention(noisy, "act_at").endswith(": no stage differs beyond seed noise.")
+    one_seed = [r for r in records if r["seed"] == 0]
+    assert "fewer than two seeds of both" in kdlib.report.attention(one_seed, "act_at")
 
 
 def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_plus_1_and_keeps_order():
