@@ -103,6 +103,13 @@ def teacher(run) -> str:
         lines.append(f"Its weakest class is {classes[order[0]]} ({100 * per_class[order[0]]:.1f}%), its strongest "
                      f"{classes[order[-1]]} ({100 * per_class[order[-1]]:.1f}%): the classes it confuses are where its "
                      "soft targets carry the most information (a cat that is partly a dog).")
+        confusion = metrics.get("confusion")
+        if confusion:
+            rate = [[n / max(sum(row), 1) for n in row] for row in confusion]  # of class i's images, the share called j
+            i, j = max(((i, j) for i in range(len(rate)) for j in range(i + 1, len(rate))),
+                       key=lambda pair: rate[pair[0]][pair[1]] + rate[pair[1]][pair[0]])
+            lines.append(f"The pair it confuses most: {classes[i]} and {classes[j]} ({100 * rate[i][j]:.1f}% of the "
+                         f"{classes[i]} images called {classes[j]}, {100 * rate[j][i]:.1f}% the other way).")
     if "ece" in metrics:
         lines.append(f"Its expected calibration error is {metrics['ece']:.3f}: "
                      + ("its confidence tracks its accuracy closely, so its probabilities are worth imitating."
@@ -223,10 +230,12 @@ def teacher_data(records: list[dict]) -> str:
                     f"with {them} alone, no gain is shown.", f"{them} alone makes the student worse."),
              f"- KD minus KD from the small teacher: {_difference(added)}: "
              + part(added, ("kd", "kd_small_teacher"),
-                    f"on top of the small teacher's part, the larger teacher adds this: part of KD's gain is what that "
-                    f"teacher learnt from {extra}",
+                    f"on top of the small teacher's part, the larger teacher adds this: what it learnt from {extra} "
+                    "and the accuracy that bought",
                     "the larger teacher adds nothing that seeds can tell apart.",
-                    "the larger teacher makes the student worse than the small one does.")]
+                    "the larger teacher makes the student worse than the small one does."),
+             "The two teachers differ in their images and in their accuracy, so the second part is not the images' "
+             "alone (09 changes the teacher's accuracy with its images held fixed)."]
     lines.append(f"Intervals uncorrected; the verdicts use Holm's correction over 06's {len(COMPARISONS)} comparisons."
                  if len(family) == len(COMPARISONS) else
                  f"Intervals uncorrected; the verdicts use Holm's correction over the {len(family)} of 06's "
@@ -307,11 +316,32 @@ def overall(records: list[dict]) -> str:
     for row in table.itertuples():
         lines.append(f"- {row.method} − {row.baseline}: {row.mean_diff:+.2f} points, p {_p(row.p_value)}, "
                      f"Holm-adjusted p {_p(row.p_holm)}: " + ("holds." if row.holm else "does not hold."))
+    lines.extend(_against_controls(table))
     if len(table) and table["n_pairs"].max() <= 3:
         n = int(table["n_pairs"].max())
         lines.append(f"With {n} seeds a paired t-test has {n - 1} degree{'s' if n > 2 else ''} of freedom: only a "
                      "consistent difference, large against its spread, survives; more seeds would make smaller gains visible.")
     return "\n".join(lines)
+
+
+def _against_controls(table: pd.DataFrame) -> list[str]:
+    """06: whether KD's gain over CE is shown to be the teacher's knowledge: it is only where KD
+    also leads each control (a gain a control gives too is not the teacher's) after Holm."""
+    verdicts = table.set_index(["method", "baseline"])["holm"]
+    if ("kd", "ce") not in verdicts.index:
+        return []
+    held = [c for c in controls("kd") if verdicts.get(("kd", c), False)]
+    unshown = [c for c in controls("kd") if ("kd", c) in verdicts.index and c not in held]
+    if not verdicts[("kd", "ce")]:
+        return ["KD's gain over CE does not hold, so no gain here can be credited to the teacher"
+                + (f" (KD does lead {', '.join(held)} after Holm)." if held else ".")]
+    if not unshown:
+        return [f"KD's gain over CE holds, and KD leads each of its controls ({', '.join(held)}) after Holm: the gain "
+                "is more than any of them gives."] if held else []
+    return [f"KD's gain over CE holds, but its lead over {' and '.join(unshown)} does not hold after Holm: this run "
+            f"does not show that KD gives more than {'this control gives' if len(unshown) == 1 else 'these controls give'}, "
+            "so part of its gain may not be the teacher's knowledge"
+            + (f" (its lead over {', '.join(held)} holds)." if held else ".")]
 
 
 def sweep(runs: pd.DataFrame, parameter: str, ce_baseline: float | None = None) -> str:
@@ -594,9 +624,9 @@ def teachers(records: list[dict], accuracy: dict[str, float]) -> tuple[pd.DataFr
         return table, "Fewer than two seeds per teacher: no estimate of seed noise, nothing is ranked."
     lines = ["From the weakest teacher to the strongest (student minus CE, uncorrected 95% interval; the Holm "
              f"verdict of 06's family for {', '.join(m for m in names if m not in own) or 'none'}, of 09's for the rest):"]
-    for row in table.itertuples():
+    for row, family in zip(table.itertuples(), table["verdict from"]):
         lines.append(f"- {row.method}: teacher {row.teacher_accuracy:.2f}%, student minus CE {row.mean_diff:+.2f} "
-                     f"[{row.ci95_low:+.2f}, {row.ci95_high:+.2f}]: {_holds(row)}")
+                     f"[{row.ci95_low:+.2f}, {row.ci95_high:+.2f}]: {_holds(row)[:-1]} (in {family}'s family).")
     best, strongest = table.loc[table["mean_diff"].idxmax()], table.iloc[-1]
     if best["method"] == strongest["method"]:
         lines.append(f"The most accurate teacher ({strongest['method']}) gave the largest mean gain here.")

@@ -127,6 +127,30 @@ def test_no_notebook_sentence_calls_a_difference_real_that_holms_correction_reje
     assert "- act_at − ce: +0.50 points" in report.overall(records) and "does not hold" in report.overall(records)
 
 
+def test_06_says_whether_kds_gain_over_ce_is_more_than_its_controls_give():
+    ce = _seeds("ce", [0.600, 0.605, 0.610])
+    kd = _seeds("kd", [0.640, 0.646, 0.650])
+    untrained = _seeds("kd_untrained", [0.630, 0.650, 0.645], control="untrained")  # KD's lead: +1.0, -0.4, +0.5
+    ls = _seeds("ls", [0.600, 0.604, 0.611])                                          # KD's lead: +4.0, +4.2, +3.9
+    said = report.overall(ce + kd + untrained + ls).split("\n")
+    assert "- kd − ce: +4.03 points" in said[1] and said[1].endswith("holds.")
+    assert ("KD's gain over CE holds, but its lead over kd_untrained does not hold after Holm: this run does not show "
+            "that KD gives more than this control gives, so part of its gain may not be the teacher's knowledge "
+            "(its lead over ls holds).") in said
+    beaten = _seeds("kd_untrained", [0.600, 0.606, 0.611], control="untrained")
+    assert "KD leads each of its controls (kd_untrained, ls) after Holm" in report.overall(ce + kd + beaten + ls)
+    flat = _seeds("kd", [0.600, 0.615, 0.605])
+    assert "KD's gain over CE does not hold, so no gain here can be credited to the teacher." in report.overall(ce + flat)
+
+
+def test_01_names_the_pair_of_classes_the_teacher_confuses_most_both_ways():
+    from types import SimpleNamespace
+    confusion = [[90, 2, 8], [1, 95, 4], [9, 2, 89]]  # classes 0 and 2: 8% and 9%; 1 and 2: 4% and 2%
+    text = report.teacher(SimpleNamespace(metrics={"accuracy": 0.91, "per_class_accuracy": [0.90, 0.95, 0.89],
+                                                   "confusion": confusion}))
+    assert "The pair it confuses most: 0 and 2 (8.0% of the 0 images called 2, 9.0% the other way)." in text
+
+
 def _seeds(method, values, **identity):
     return [rec(method, s, a, **identity) for s, a in enumerate(values)]
 
@@ -211,6 +235,9 @@ def test_09_gives_one_verdict_per_comparison_and_reads_the_order_of_the_teachers
     assert bool(kd_row["holm"]) == bool(report.comparisons(ce + kd + early).set_index("method").loc["kd", "holm"])
     assert "The largest mean gain came from kd_epoch005's teacher (63.00%), not from the most accurate one (85.00%)" in text
     assert "chosen after seeing the results" in text and "not a finding" in text
+    # Each line names the family its verdict comes from: the same p can hold in one and not in the other.
+    said = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("- ")}
+    assert said["- kd"].endswith("(in 06's family).") and said["- kd_epoch005"].endswith("(in 09's family).")
     _, text = report.teachers(ce + kd, {"kd": 85.0})
     assert "The most accurate teacher (kd) gave the largest mean gain here." in text
 
