@@ -212,9 +212,9 @@ def test_the_verdict_states_the_paired_difference_not_the_gap_of_the_means():
 def test_tables_are_shown_without_empty_columns_and_with_readable_p_values():
     frame = pd.DataFrame({"method": ["teacher", "ce"], "mean": [83.123, 62.456], "reference": [float("nan")] * 2,
                           "tutorial": ["", ""], "seconds": [0.0, 33.31], "p_value": [0.00004, 0.23456],
-                          "p_holm": [0.0123, float("nan")]})
+                          "p_holm": [0.0123, float("nan")], "excludes_zero": [True, False]})
     shown = results.shown(frame)
-    assert list(shown.columns) == ["method", "mean", "seconds", "p_value", "p_holm"]
+    assert list(shown.columns) == ["method", "mean", "seconds", "p_value", "p_holm", "excludes_zero_uncorrected"]
     assert list(shown["p_value"]) == ["< 0.001", "0.235"] and list(shown["p_holm"]) == ["0.0123", ""]
     assert shown["seconds"].isna()[0] and shown["mean"][0] == 83.12
 
