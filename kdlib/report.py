@@ -7,6 +7,7 @@ these, so that no sentence about a result can go stale when the numbers change.
     distillation(records)        -> 03: KD against CE and against each control, and why
     teacher_data(records)        -> 03, 06: KD's gain split: a teacher of the students' images, and its extra data
     attention(records, method)   -> 04, 05: the method against CE; did its maps move?
+    map_transfer(records, method)-> 04-06: did its maps move towards the teacher's, beyond CE's and KD's?
     features(records)            -> 05: the tutorial's feature methods against CE, and against its own runs
     overall(records)             -> 06: what survives the correction, in one paragraph
     sweep(runs, parameter, ...)  -> 07: the value validation chooses, and the spread around it
@@ -251,13 +252,18 @@ def _seen(record: dict) -> str:
 
 
 def attention(records: list[dict], method: str) -> str:
-    """04, 05: the attention method against CE and KD, and whether its maps moved towards the
-    teacher's beyond what plain KD moves them: per stage, paired by seed, with its interval."""
-    lines = [_against_ce(records, method)]
+    """04, 05: the attention method against CE, then `map_transfer`."""
+    return "\n".join(filter(None, [_against_ce(records, method), map_transfer(records, method)]))
+
+
+def map_transfer(records: list[dict], method: str) -> str:
+    """04-06: whether the method's maps moved towards the teacher's beyond the CE student's and
+    the KD student's: per stage, paired by seed, with its uncorrected interval ("" if none)."""
+    lines = []
     kind = results.MATCHED_MAPS.get(method)
     runs = results.map_similarity(records, by_seed=True)
     if not kind or method not in set(runs["method"]):
-        return "\n".join(lines)
+        return ""
     columns = [c for c in runs.columns if c.startswith(kind)]
     by_seed = runs.pivot_table(index="seed", columns="method", values=columns)
     stages = [c.split()[1] for c in columns]
