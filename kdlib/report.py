@@ -536,6 +536,13 @@ def consistency(records: list[dict], patient: list[dict] = ()) -> str:
     for row in table.itertuples():
         lines.append(f"- {row.method} − {row.baseline}: {row.mean_diff:+.2f} points [{row.ci95_low:+.2f}, "
                      f"{row.ci95_high:+.2f}], Holm-adjusted p {_p(row.p_holm)}: {_holds(row)}")
+    held = table[table["holm"]]
+    listed = lambda rows: ", ".join(f"{r.method} − {r.baseline}" for r in rows.itertuples())
+    parts = [f"{what} {listed(rows)}" for what, rows in (("gains that hold:", held[held["mean_diff"] > 0]),
+                                                         ("losses that hold:", held[held["mean_diff"] < 0])) if len(rows)]
+    rest = len(table) - len(held)
+    lines.append("In sum, " + ("; ".join(parts) if parts else "no step holds after Holm")
+                 + (f"; the other {rest} cannot be told from seed noise." if rest else "."))
     return "\n".join(lines)
 
 

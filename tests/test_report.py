@@ -204,6 +204,10 @@ def test_08_ranks_each_step_of_teaching_and_reads_patience_from_two_schedules():
     assert "- kd − kd_plain: +4.00 points" in text and "holds after Holm: a gain." in text
     assert "- kd_plain − ce: +0.03 points" in text and "- kd_fresh − ce_fresh: +4.10 points" in text
     assert "uncorrected 95% intervals" in text and "kd_mixup" not in text  # no mixup runs: no row
+    assert text.splitlines()[-1] == ("In sum, gains that hold: kd − kd_plain, kd_fresh − kd, kd_fresh − ce_fresh; "
+                                     "the other 1 cannot be told from seed noise.")
+    worse = _seeds("kd_fresh", [0.620, 0.626, 0.631])  # below KD on every seed
+    assert "losses that hold: kd_fresh − kd" in report.consistency(ce + kd + plain + worse + ce_fresh).splitlines()[-1]
     long_config = {"epochs": 60}
     ce_long = _seeds("ce_fresh", [0.610, 0.615, 0.620], config=long_config, control="no teacher")
     kd_long = _seeds("kd_fresh", [0.660, 0.667, 0.672], config=long_config)
