@@ -133,6 +133,15 @@ def test_the_tutorial_profile_runs_every_notebook_without_a_validation_split(tmp
     sweeps = (out / "07_sweeps.ipynb").read_text()
     assert "no validation split in this profile, so nothing is chosen" in sweeps
     assert "validation chooses" not in sweeps
+    # Every run but a sweep's trains at the profile's knobs, whichever notebook trained it (the
+    # tutorial-recipe run of 2026-11-30 trained 05's KD at Config's T = 4 before 05 declared them).
+    tutorial = {**vars(kdlib.Config()), **profiles.PROFILES["tutorial"]}  # a knob no notebook declares: Config's
+    for path in (out / "results").rglob("*.json"):
+        record = json.loads(path.read_text())
+        knobs = kdlib.methods.DECLARED[record["method"]].knobs if record["method"] in kdlib.methods.DECLARED else ()
+        for knob in knobs:
+            if not record.get("sweep"):
+                assert record["config"][knob] == tutorial[knob], (path.name, knob, record["config"][knob])
 
 
 def test_series_command_runs_every_notebook_and_prints_the_table(tmp_path):
