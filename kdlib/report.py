@@ -166,7 +166,8 @@ def distillation(records: list[dict]) -> str:
                      "trained teacher knows.")
     elif gain and beats_controls:
         provisional = len(family) < len(COMPARISONS)  # 06's larger family can take a verdict back
-        which_hold = (f"only {', '.join(held)} hold{'s' if len(held) == 1 else ''}" if held else "none holds") + \
+        which_hold = (f"of these three only {', '.join(held)} hold{'s' if len(held) == 1 else ''}" if held else
+                      "none of these three holds") + \
             (" for now" if provisional else "")
         lines.append(f"KD's intervals against CE and against these two controls all lie above zero uncorrected, but after "
                      f"Holm's correction over the {len(family)} comparisons with runs so far, {which_hold}: "

@@ -94,6 +94,7 @@ def test_the_distillation_lesson_says_whether_kd_beats_ce_and_both_controls():
              for s, a in enumerate([0.650, 0.634, 0.675])]                           # multiplier for `near` grows
     said = report.distillation(ce + kd + untrained + near + small)
     assert "all lie above zero uncorrected, but after Holm's correction" in said and "is not established here" in said
+    assert "of these three only KD − CE, KD − kd_untrained hold for now" in said  # the small teacher's is another question
     worse = [rec("kd", s, a) for s, a in enumerate([0.62, 0.63, 0.62])]
     assert "includes zero: no gain is shown here" in report.distillation(ce + worse + untrained + ls)
     # One seed (the smoke profile): no interval, and the sentence says so instead of failing.
