@@ -519,11 +519,10 @@ def consistency_comparisons(records: list[dict], patient: list[dict] = ()) -> pd
     return table
 
 
-def _holds(row) -> str:
-    """A Holm verdict in words that say which way the difference goes."""
-    if not row.holm:
-        return "does not hold after Holm."
-    return "holds after Holm: " + ("a gain." if row.mean_diff > 0 else "a loss.")
+def _holds(row, family: str = "") -> str:
+    """A Holm verdict in words that say which way the difference goes (and in which family)."""
+    said = "holds after Holm: " + ("a gain" if row.mean_diff > 0 else "a loss") if row.holm else "does not hold after Holm"
+    return said + (f" (in {family}'s family)." if family else ".")
 
 
 def consistency(records: list[dict], patient: list[dict] = ()) -> str:
@@ -640,7 +639,7 @@ def teachers(records: list[dict], accuracy: dict[str, float]) -> tuple[pd.DataFr
              f"verdict of 06's family for {', '.join(m for m in names if m not in own) or 'none'}, of 09's for the rest):"]
     for row, family in zip(table.itertuples(), table["verdict from"]):
         lines.append(f"- {row.method}: teacher {row.teacher_accuracy:.2f}%, student minus CE {row.mean_diff:+.2f} "
-                     f"[{row.ci95_low:+.2f}, {row.ci95_high:+.2f}]: {_holds(row)[:-1]} (in {family}'s family).")
+                     f"[{row.ci95_low:+.2f}, {row.ci95_high:+.2f}]: {_holds(row, family)}")
     best, strongest = table.loc[table["mean_diff"].idxmax()], table.iloc[-1]
     if best["method"] == strongest["method"]:
         lines.append(f"The most accurate teacher ({strongest['method']}) gave the largest mean gain here.")
