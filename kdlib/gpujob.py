@@ -16,16 +16,18 @@ from its last epoch):
                and reference-gpu-DATE/ (notebooks, records, results.csv, runs.csv), and a
                teacher a stage trained itself into weights/ when it beats the one there
 
-Before it trains anything it prints each stage's estimated seconds on the GPU at hand (from
-the bench's epoch times once the bench has run, else from the 2026-11-25 H100 run's per-run
-seconds) and, with --minutes, runs only the stages that fit, most valuable first. A line per
-stage with its seconds, and a summary, at the end. OUT holds only what should come back from
+Before it trains anything it prints each stage's estimated seconds (from the 2026-11-25 H100
+run's per-run seconds, or from the bench of an earlier call of the same job) and, with
+--minutes, runs only the stages that fit, most valuable first; once its bench has run, it
+plans the rest again from the GPU at hand's own epoch times. A line per stage with its
+seconds, and a summary, at the end. Without a GPU, a job brought back from the GPU machine
+only publishes its finished stages (and names the ones left). OUT holds only what should come back from
 the device (no student checkpoints): `tar -czf $OUT/job.tgz OUT` fits the device's 16 MB a file.
 
 --smoke runs every stage at smoke scale (synthetic data, one epoch): the test suite does, and
 publishes into a temporary copy of the repository's layout (--repository). Without --smoke the
-job refuses to start where torch sees no GPU: on the CPU the profiles take hours each, and run
-one at a time with `python -m kdlib.series --profile full` (or reference).
+job refuses to start where torch sees no GPU and no stage has finished: on the CPU the profiles
+take hours each, and run one at a time with `python -m kdlib.series --profile full` (or reference).
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def estimate(stage: str, bench: dict | None, smoke: bool = False) -> float:
 
 def plan(minutes: float | None, bench: dict | None, done: set[str], smoke: bool) -> list[str]:
     """The stages to run now, in order: every stage not done whose estimate still fits."""
-    chosen, left = [], (minutes * 60 if minutes else float("inf"))
+    chosen, left = [], (minutes * 60 if minutes is not None else float("inf"))
     for stage in STAGES:
         if stage in done:
             continue
@@ -176,12 +178,17 @@ def main(argv=None) -> None:
     parser.add_argument("--smoke", action="store_true", help="every stage at smoke scale (synthetic data)")
     parser.add_argument("--repository", type=Path, default=REPOSITORY, help="where publish writes")
     args = parser.parse_args(argv)
+    # publish always runs again: what the stages finished since is to be published too
+    done = {s for s in STAGES if s != "publish" and (args.out / s / ".done").is_file()}
+    publish_only = False
     if not args.smoke:
         import torch
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available() and not done & {"full", "reference"}:
             parser.error("no GPU here (torch.cuda.is_available() is False): this job is sized for a GPU's minutes. "
                          "On the CPU run the profiles one at a time, in the background: python -m kdlib.series "
                          "--profile full (or reference) -p data DATA; --smoke runs the job at smoke scale")
+        # A job brought back from the GPU machine: here only its finished stages are published.
+        publish_only = not torch.cuda.is_available()
     if args.minutes is not None and not args.minutes > 0:
         parser.error(f"--minutes {args.minutes:g}: give the minutes the job may take, a number > 0")
     if args.out.exists() and not args.out.is_dir():
@@ -192,13 +199,17 @@ def main(argv=None) -> None:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     started, spent = time.perf_counter(), {}
-    # publish always runs again: what the stages finished since is to be published too
-    done = {s for s in STAGES if s != "publish" and (out / s / ".done").is_file()}
     bench_file = out / "bench" / "bench.json"
-    print(f"kdlib.gpujob: {out}; done already: {sorted(done) or 'nothing'}; estimates (seconds):", flush=True)
+    print(f"kdlib.gpujob: {out}; done already: {sorted(done) or 'nothing'}"
+          + ("" if publish_only else "; estimates (seconds):"), flush=True)
     try:
         with stopping.on_signal():
-            _run_stages(args, out, started, spent, done, bench_file)
+            if publish_only:
+                left = [s for s in STAGES if s not in done and s != "publish"]
+                print(f"  no GPU here: only publish runs (left for a GPU: {', '.join(left) or 'nothing'})", flush=True)
+                _run_stage_timed("publish", out, args, spent)
+            else:
+                _run_stages(args, out, started, spent, done, bench_file)
     except (stopping.Stopped, SystemExit) as stop:
         if isinstance(stop, SystemExit) and stop.code != STOPPED_EXIT:
             raise
@@ -216,26 +227,35 @@ def main(argv=None) -> None:
 
 
 def _run_stages(args, out: Path, started: float, spent: dict, done: set, bench_file: Path) -> None:
+    def minutes_left() -> float | None:
+        if args.minutes is None:
+            return None
+        # At smoke scale the budget counts the stages' estimates, not the clock: what runs
+        # must not depend on how fast the machine running the tests is.
+        used = sum(estimate(s, None, True) for s in spent) if args.smoke else time.perf_counter() - started
+        return max(args.minutes * 60 - used, 0.0) / 60
+
     # A job run again after a cut plans with the bench it made on this GPU, not the H100's figures.
     bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None
-    for stage in plan(args.minutes, bench, done, args.smoke):
-        if stage != "bench" and bench_file.is_file() and args.minutes:  # re-plan with this GPU's bench
-            # At smoke scale the budget counts the stages' estimates, not the clock: what runs
-            # must not depend on how fast the machine running the tests is.
-            used = sum(estimate(s, None, True) for s in spent) if args.smoke else time.perf_counter() - started
-            left = args.minutes * 60 - used
-            bench = json.loads(bench_file.read_text())  # this call's own bench, once it has run
-            if stage != "publish" and estimate(stage, bench, args.smoke) > left:
-                print(f"== {stage}: the bench says it needs about {estimate(stage, bench, args.smoke):.0f} s, "
-                      f"{left:.0f} s are left: skipped", flush=True)
-                continue
-        t0 = time.perf_counter()
-        print(f"== {stage}", flush=True)
-        run_stage(stage, out, args)
-        spent[stage] = time.perf_counter() - t0
-        write_text(out / stage / ".done", f"{spent[stage]:.0f} s\n")
-        print(f"== {stage} done in {spent[stage]:.0f} s", flush=True)
+    stages = plan(args.minutes, bench, done, args.smoke)
+    if stages[:1] == ["bench"]:
+        _run_stage_timed("bench", out, args, spent)
+        # Planned again with this GPU's own seconds an epoch: a stage the H100's figures left out
+        # may fit now, and one they let in may not.
+        print(f"estimates from this GPU's bench ({60 * minutes_left():.0f} s left):" if args.minutes is not None
+              else "estimates from this GPU's bench:", flush=True)
+        stages = plan(minutes_left(), json.loads(bench_file.read_text()), done | {"bench"}, args.smoke)
+    for stage in stages:
+        _run_stage_timed(stage, out, args, spent)
 
+
+def _run_stage_timed(stage: str, out: Path, args, spent: dict) -> None:
+    t0 = time.perf_counter()
+    print(f"== {stage}", flush=True)
+    run_stage(stage, out, args)
+    spent[stage] = time.perf_counter() - t0
+    write_text(out / stage / ".done", f"{spent[stage]:.0f} s\n")
+    print(f"== {stage} done in {spent[stage]:.0f} s", flush=True)
 
 if __name__ == "__main__":
     from .checks import command

@@ -46,6 +46,39 @@ def test_a_job_run_again_after_a_cut_plans_with_the_bench_it_made(tmp_path, monk
     assert ran == ["full", "publish"]
 
 
+def test_after_its_bench_the_job_plans_again_with_this_gpus_seconds(tmp_path, monkeypatch):
+    # By the H100's figures the full stage does not fit the minutes; by the bench just made here it does.
+    out = tmp_path / "job"
+    fast = {"workloads": {"teacher CE": {"kdlib_s": 1.0, "targets_s": 0.0},
+                          "student CE": {"kdlib_s": 0.1, "targets_s": 0.0}}}
+    minutes = (gpujob.estimate("full", fast) + 30) / 60  # the bench's own 150 s are an estimate: here it takes none
+    assert gpujob.estimate("full", None) > minutes * 60 > gpujob.estimate("full", fast) + 30 - 1
+    assert gpujob.estimate("reference", fast) > 30  # after full, the reference does not fit
+    ran = []
+
+    def stage(name, out, args):
+        (out / name).mkdir(parents=True, exist_ok=True)
+        if name == "bench":
+            (out / "bench" / "bench.json").write_text(json.dumps(fast))
+        ran.append(name)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # as on the GPU machine
+    monkeypatch.setattr(gpujob, "run_stage", stage)
+    gpujob.main([str(out), "--minutes", f"{minutes:.3f}"])
+    assert ran == ["bench", "full", "publish"]
+
+
+def test_a_job_brought_back_from_the_gpu_publishes_here_without_one(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "job"
+    for name in ("bench", "full"):
+        (out / name).mkdir(parents=True)
+        (out / name / ".done").write_text("1 s\n")
+    ran = []
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(gpujob, "run_stage", lambda stage, out, args: ran.append(stage))
+    gpujob.main([str(out)])
+    assert ran == ["publish"] and "left for a GPU: reference" in capsys.readouterr().out
+
+
 def test_the_gpu_job_runs_every_stage_resumes_and_publishes(tmp_path):
     repository = tmp_path / "repository"
     out = tmp_path / "job"
