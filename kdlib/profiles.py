@@ -194,7 +194,7 @@ def setup_cell() -> str:
     Why sys.path and not `pip install -e`: an editable install is found through a .pth file
     that Python reads only at start-up, so the running kernel would not see it. Colab has
     every package kdlib needs (torch, torchvision, matplotlib, seaborn, pandas, scipy, tqdm)."""
-    return f'''# Set-up. In Colab (Runtime > Change runtime type > T4 GPU is faster than its CPU), fetch the
+    return f'''# Set-up. In Colab (Runtime > Change runtime type > T4 GPU: its CPU runtime has two cores), fetch the
 # series and make kdlib importable in this kernel. Elsewhere this does nothing: install kdlib
 # with `pip install -e .` in a checkout (README).
 import sys

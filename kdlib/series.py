@@ -354,6 +354,8 @@ def provenance_cell(injected: str, run_dir: Path) -> str:
             literal = None
         if isinstance(literal, str) and os.path.isabs(literal):
             value = repr(os.path.relpath(_repository_copy(Path(literal)), NOTEBOOK_DIR)).replace("'", '"')
+        if name == "progress":  # display only: a series prints a line an epoch; a reader's "Run all" wants the bars
+            value = "True  # progress bars (the series run printed one line an epoch instead)"
         lines.append(f"{name} = {value}")
         if name == "data" and isinstance(literal, str) and os.path.isabs(literal):
             # A run's own copy of the images lies beside its checkout, not in a reader's (Colab's

@@ -14,13 +14,19 @@ and beyond after its series had gone). Here the command that started the kernels
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # native Windows: the clear answer at `import kdlib`, not a bare "No module named 'fcntl'"
+    raise ImportError("kdlib needs Linux or macOS: it locks a run folder with flock and stops a series' notebook "
+                      "kernels by process group. On Windows, run it in WSL (wsl --install) or open the notebooks "
+                      "in Colab (README, Quick start).") from None
 
 GRACE_S = 5.0  # how long a child has to end after SIGTERM before SIGKILL
 

@@ -207,7 +207,7 @@ def test_the_published_notebooks_keep_the_parameters_that_ran(tmp_path):
     (run_dir / series.MARKER).write_text('{"profile": "course"}')
     data = series.REPOSITORY.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
     injected = (f'# Parameters\nprofile = "course"\ndata = "{data}"\nn_train = 5000\n'
-                f'results_dir = "{run_dir}/results"\nseeds = [0, 1, 2]\n')
+                f'results_dir = "{run_dir}/results"\nseeds = [0, 1, 2]\nprogress = False\n')
     cell = series.provenance_cell(injected, run_dir)
     assert cell.startswith("# The parameters of the run these outputs come from (python -m kdlib.series --profile course)")
     assert 'data = "../../shared/data/cifar10-jpeg.tar.gz"' in cell and "n_train = 5000" in cell
@@ -217,6 +217,7 @@ def test_the_published_notebooks_keep_the_parameters_that_ran(tmp_path):
         values = {}
         exec(cell.replace("os.path.exists(data)", repr(there)), {}, values)
         assert values["data"] == expected and values["n_train"] == 5000
+        assert values["progress"] is True  # a reader who runs all gets progress bars, not the series' lines
     # A teacher taken from a frozen worktree's weights/ (a copy of the repository's): the reader's own file.
     worktree_weights = tmp_path / "worktree" / "weights" / "teacher-tutorial.pt"
     worktree_weights.parent.mkdir(parents=True)
@@ -361,3 +362,11 @@ def test_ctrl_c_while_the_data_is_checked_ends_in_one_paragraph_and_writes_nothi
         series.run("smoke", tmp_path / "run")
     assert stop.value.code == series.STOPPED_EXIT and not (tmp_path / "run").exists()
     assert "before any notebook ran; nothing was written" in capsys.readouterr().err
+
+
+def test_on_windows_import_kdlib_says_where_it_runs():
+    # Native Windows has no fcntl: the import names WSL and Colab instead of a missing module.
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['fcntl'] = None; import kdlib"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "On Windows, run it in WSL" in done.stderr, done.stderr[-2000:]
+    assert "No module named" not in done.stderr
