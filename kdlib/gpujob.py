@@ -21,8 +21,9 @@ run's per-run seconds, or from the bench of an earlier call of the same job) and
 --minutes, runs only the stages that fit, most valuable first; once its bench has run, it
 plans the rest again from the GPU at hand's own epoch times. A line per stage with its
 seconds, and a summary, at the end. Without a GPU, a job brought back from the GPU machine
-only publishes its finished stages (and names the ones left). OUT holds only what should come back from
-the device (no student checkpoints): `tar -czf $OUT/job.tgz OUT` fits the device's 16 MB a file.
+only publishes its finished stages (and names the ones left). OUT holds only what should
+come back from the device (no student checkpoints): `tar -czf $OUT/job.tgz OUT` fits the
+device's 16 MB a file.
 
 --smoke runs every stage at smoke scale (synthetic data, one epoch): the test suite does, and
 publishes into a temporary copy of the repository's layout (--repository). Without --smoke the
@@ -256,6 +257,7 @@ def _run_stage_timed(stage: str, out: Path, args, spent: dict) -> None:
     spent[stage] = time.perf_counter() - t0
     write_text(out / stage / ".done", f"{spent[stage]:.0f} s\n")
     print(f"== {stage} done in {spent[stage]:.0f} s", flush=True)
+
 
 if __name__ == "__main__":
     from .checks import command
