@@ -437,7 +437,8 @@ def copy_to_repository(run_dir: Path) -> None:
     sources (outputs kept; papermill's injected-parameters cell kept too, as `provenance_cell`
     writes it: the values that ran, after the parameters cell a reader edits; each introduction's
     "**Time.**" paragraph states what the notebook took in this run, from notebooks.csv) and its
-    figures, results.csv, runs.csv and notebooks.csv go into figures/; the README's screenshot of
+    figures, results.csv, runs.csv, notebooks.csv and records (results/) go into figures/, replacing
+    the last run's (`python scripts/course_tables.py figures` recomputes the README's course tables); the README's screenshot of
     06 is retaken where Chromium is installed (scripts/screenshot.py)."""
     import nbformat
 
@@ -464,6 +465,12 @@ def copy_to_repository(run_dir: Path) -> None:
     for path in [*(run_dir / "figures").glob("*.png"), run_dir / "results.csv", run_dir / "runs.csv", run_dir / TIMES]:
         if path.is_file():
             shutil.copy2(path, figures / path.name)
+    if (run_dir / "results").is_dir():  # the records, so that the README's tables are recomputed from the repository
+        staged = figures / ".results.partial"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(run_dir / "results", staged)
+        shutil.rmtree(figures / "results", ignore_errors=True)
+        staged.rename(figures / "results")
     print(f"published {run_dir} into {NOTEBOOK_DIR} and {figures}")
     if "06_combined.ipynb" not in present:
         return

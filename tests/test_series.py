@@ -192,8 +192,14 @@ def test_publish_copes_with_a_run_without_some_notebooks(tmp_path, monkeypatch):
     intro = "# 01\n\nThe idea.\n\n**Time.** Stated at each publish\n(figures/notebooks.csv).\n\nMore."
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(intro)]), run_dir / "01_teacher.ipynb")
     (run_dir / "results.csv").write_text("method\n")
+    (run_dir / "results" / "sweeps").mkdir(parents=True)
+    (run_dir / "results" / "sweeps" / "kd-seed0.json").write_text("{}")
+    (repo / "figures" / "results").mkdir(parents=True)
+    (repo / "figures" / "results" / "ce-seed9.json").write_text("{}")  # the last published run's: replaced
     series._note_time(run_dir, "01_teacher.ipynb", 150.4, {"profile": "course", "device": "cpu", "reuse": False})
     series.copy_to_repository(run_dir)
+    assert [p.relative_to(repo / "figures").as_posix() for p in sorted((repo / "figures").rglob("*.json"))] == [
+        "results/sweeps/kd-seed0.json"]
     assert [p.name for p in (repo / "notebooks").iterdir()] == ["01_teacher.ipynb"]
     published = nbformat.read(repo / "notebooks" / "01_teacher.ipynb", as_version=4).cells[0].source
     assert published.startswith("# 01\n\nThe idea.\n\n**Time.** 2.5 minutes in the run these outputs come from (")
