@@ -68,6 +68,31 @@ def test_the_readme_course_table_is_the_course_runs_results_csv():
         assert numbers == [float(row["mean"]), *([float(row["std"])] if row["std"] else [])], row["method"]
 
 
+def test_every_interval_in_the_readme_course_tables_is_computed_from_the_published_course_run():
+    """Each paired difference in the tables of the README's course section is one that
+    scripts/course_tables.py computes from the course run's records (figures/results, copied there
+    by --publish) or that the published notebooks print: none is typed by hand or left from an
+    earlier run."""
+    import re
+    import nbformat
+    readme = (series.REPOSITORY / "README.md").read_text()
+    start = readme.index("### The CPU course")
+    section = readme[start:readme.index("\n## ", start)]
+    rows = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    number = r"([+-]\d+\.\d\d)"
+    bracketed = re.compile(rf"{number}(?: points)? \[{number}, {number}\]")  # +2.74 [+1.92, +3.55]
+    worded = re.compile(rf"{number} points \(95% interval {number} to {number}\b")  # as 03 and 08 print it
+    in_tables = set(bracketed.findall(rows.replace("−", "-").replace("*", "")))
+    text = course_tables.tables(series.REPOSITORY / "figures")
+    for path in sorted((series.REPOSITORY / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            text += "".join(str(o.get("text", "")) for o in cell.get("outputs", []))
+    computed = set(bracketed.findall(text)) | set(worded.findall(text))
+    assert len(in_tables) >= 15, "the course section's comparison tables were not found"
+    typed = sorted(in_tables - computed)
+    assert not typed, f"README intervals that the published course run does not compute: {typed}"
+
+
 def test_a_folder_without_records_is_named_in_one_line_by_every_script_that_reads_runs(tmp_path):
     import main_table
     import pytest
