@@ -356,6 +356,9 @@ def provenance_cell(injected: str, run_dir: Path) -> str:
             value = repr(os.path.relpath(_repository_copy(Path(literal)), NOTEBOOK_DIR)).replace("'", '"')
         if name == "progress":  # display only: a series prints a line an epoch; a reader's "Run all" wants the bars
             value = "True  # progress bars (the series run printed one line an epoch instead)"
+        if name == "amp" and literal == "off":  # reproduces the run, but a reader with native bf16 may want speed
+            value += ('  # float32, as this run; "auto" uses bf16 where it was measured faster (a CPU with '
+                      'native bf16, a GPU): quicker, and the numbers move a little')
         lines.append(f"{name} = {value}")
         if name == "data" and isinstance(literal, str) and os.path.isabs(literal):
             # A run's own copy of the images lies beside its checkout, not in a reader's (Colab's

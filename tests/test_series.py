@@ -224,6 +224,10 @@ def test_the_published_notebooks_keep_the_parameters_that_ran(tmp_path):
         exec(cell.replace("os.path.exists(data)", repr(there)), {}, values)
         assert values["data"] == expected and values["n_train"] == 5000
         assert values["progress"] is True  # a reader who runs all gets progress bars, not the series' lines
+    # A float32 run says so, and how a reader with native bf16 runs faster.
+    cell = series.provenance_cell('amp = "off"\n', run_dir)
+    assert cell.splitlines()[1].startswith('amp = "off"  # float32, as this run; "auto" uses bf16')
+    assert series.provenance_cell('amp = "auto"\n', run_dir).splitlines()[1] == 'amp = "auto"'
     # A teacher taken from a frozen worktree's weights/ (a copy of the repository's): the reader's own file.
     worktree_weights = tmp_path / "worktree" / "weights" / "teacher-tutorial.pt"
     worktree_weights.parent.mkdir(parents=True)
