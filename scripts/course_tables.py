@@ -1,7 +1,7 @@
 """The README's tables of a finished series run, as Markdown computed from its records, so that
 no number in the README is typed by hand.
 
-    python scripts/course_tables.py RUN_DIR
+    python scripts/course_tables.py RUN_DIR      # figures/ for the published course run (its records: figures/results)
 
 Prints: minutes per notebook (notebooks.csv), the comparison table (06), the paired
 comparisons with Holm's correction (06's family), KD's gain split in two (03, 06), for a run of
