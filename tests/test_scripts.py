@@ -31,6 +31,7 @@ def test_two_runs_are_compared_method_by_method_paired_by_the_seeds_both_ran(tmp
     compare_runs.paired(str(first), str(second))
     said = capsys.readouterr().out
     assert "- ce: +1.00 [+1.00, +1.00], seeds [0, 1, 2]" in said
+    assert "over all 3 runs in both: 0 with the same test accuracy; |difference| median 1.00, max 1.00" in said
 
 
 def test_the_readme_main_table_is_what_main_table_prints_from_the_published_runs(capsys):
